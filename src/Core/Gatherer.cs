@@ -1,0 +1,321 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace AsyncGroup.Core;
+
+/// <summary>Options shared by <see cref="Gatherer{T}"/> and the <c>Gather*</c> helpers.</summary>
+public sealed class GatherOptions
+{
+    /// <summary>asyncio's return_exceptions: failures and cancellations stay at their positions and nothing is raised.</summary>
+    public bool ReturnExceptions { get; set; }
+
+    /// <summary>Limits how many of the gather's tasks run at once; null for no limit.</summary>
+    public ConcurrencyLimiter? Limiter { get; set; }
+
+    /// <summary>Deadline for the whole gather: on expiry every unfinished task is cancelled and awaited, then <see cref="TimeoutException"/> is thrown.</summary>
+    public TimeSpan? Timeout { get; set; }
+
+    /// <summary>Deadline for each task from when it starts running (its own wait_for).</summary>
+    public TimeSpan? TaskTimeout { get; set; }
+}
+
+/// <summary>
+/// asyncio.gather over work the gatherer creates and therefore owns. Work may be added while
+/// earlier tasks run (pipeline input), until <see cref="Seal"/>.
+/// </summary>
+/// <remarks>
+/// Guarantees: <see cref="WhenAllAsync"/> returns or throws only once every task it created is
+/// final — on success, failure, timeout or the owner's cancellation — so nothing is orphaned.
+/// Without return-exceptions the first task to end other than Completed is the trigger: every
+/// other unfinished task is cancelled and the trigger's exception is rethrown. Work added after
+/// the gather stopped becomes an already-cancelled task at its position, so nothing is forgotten.
+/// </remarks>
+public sealed class Gatherer<T>
+{
+    private readonly object _gate = new();
+    private readonly List<WorkTask<T>> _tasks = new();
+    private readonly GatherOptions _options;
+    private readonly CancellationTokenSource _stop;
+    private readonly CancellationToken _ownerToken;
+    private readonly TaskCompletionSource<bool> _allDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private CancellationTokenSource? _deadline;
+    private int _unfinished;
+    private bool _sealed;
+    private bool _timedOut;
+    private WorkTask<T>? _trigger;
+
+    /// <summary>Creates a gather; <paramref name="cancellationToken"/> is its owner's.</summary>
+    public Gatherer(GatherOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        _options = options ?? new GatherOptions();
+        AsyncOps.ValidateTimeout(_options.Timeout);
+        AsyncOps.ValidateTimeout(_options.TaskTimeout);
+        _ownerToken = cancellationToken;
+        _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        if (_options.Timeout is { } timeout)
+        {
+            _deadline = new CancellationTokenSource(timeout);
+            _deadline.Token.Register(static s => ((Gatherer<T>)s!).OnDeadline(), this);
+        }
+    }
+
+    /// <summary>The tasks in input order.</summary>
+    public IReadOnlyList<WorkTask<T>> Tasks
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _tasks.ToArray();
+            }
+        }
+    }
+
+    /// <summary>True once the gather stopped early (failure, timeout or the owner's cancellation).</summary>
+    public bool IsStopping => _stop.IsCancellationRequested; // readable after Dispose
+
+    /// <summary>The task whose failure stopped the gather, if any.</summary>
+    public WorkTask<T>? Trigger
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _trigger;
+            }
+        }
+    }
+
+    /// <summary>True when the gather's own deadline expired.</summary>
+    public bool TimedOut
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _timedOut;
+            }
+        }
+    }
+
+    /// <summary>Creates and starts the next task (its index is its position in <see cref="Tasks"/>).</summary>
+    public WorkTask<T> Add(Func<CancellationToken, Task<T>> work, string? name = null, object? tag = null)
+    {
+        if (work is null)
+        {
+            throw new ArgumentNullException(nameof(work));
+        }
+
+        var task = new WorkTask<T>(work, name, new TaskStartOptions
+        {
+            Limiter = _options.Limiter,
+            Timeout = _options.TaskTimeout,
+            CancellationToken = _stop.Token,
+            Tag = tag,
+        });
+        lock (_gate)
+        {
+            if (_sealed)
+            {
+                throw new InvalidOperationException("No work can be added to a gather after it was sealed.");
+            }
+
+            _tasks.Add(task);
+            _unfinished++;
+        }
+
+        task.AddDoneCallback(OnTaskDone);
+        task.Start();
+        return task;
+    }
+
+    /// <summary>Declares that no more work will be added.</summary>
+    public void Seal()
+    {
+        bool complete;
+        lock (_gate)
+        {
+            _sealed = true;
+            complete = _unfinished == 0;
+        }
+
+        if (complete)
+        {
+            Finish();
+        }
+    }
+
+    /// <summary>Stops the gather as its owner would: every unfinished task is cancelled.</summary>
+    public void Cancel() => StopAll();
+
+    /// <summary>
+    /// Completes once sealed and every task is final. Then, in this order: the owner's cancellation
+    /// throws <see cref="OperationCanceledException"/>; the deadline throws <see cref="TimeoutException"/>;
+    /// without return-exceptions the trigger's exception is rethrown. Otherwise returns normally;
+    /// read the outcomes from <see cref="Tasks"/>.
+    /// </summary>
+    public async Task WhenAllAsync()
+    {
+        await _allDone.Task.ConfigureAwait(false);
+        if (_ownerToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("The gather was cancelled by its owner.", _ownerToken);
+        }
+
+        WorkTask<T>? trigger;
+        bool timedOut;
+        int total, unfinishedAtTimeout = 0;
+        lock (_gate)
+        {
+            trigger = _trigger;
+            timedOut = _timedOut;
+            total = _tasks.Count;
+            if (timedOut)
+            {
+                foreach (WorkTask<T> t in _tasks)
+                {
+                    if (t.State == WorkTaskState.Cancelled)
+                    {
+                        unfinishedAtTimeout++;
+                    }
+                }
+            }
+        }
+
+        if (trigger is not null && !_options.ReturnExceptions)
+        {
+            trigger.ThrowIfNotCompleted();
+        }
+
+        if (timedOut)
+        {
+            throw new TimeoutException(
+                $"The gather did not complete within {_options.Timeout!.Value.TotalSeconds:0.###} s; {unfinishedAtTimeout} of {total} task(s) were cancelled.");
+        }
+    }
+
+    /// <summary>Awaits the gather and returns every task's value in input order (fail-fast).</summary>
+    public async Task<T[]> GetResultsAsync()
+    {
+        await WhenAllAsync().ConfigureAwait(false);
+        IReadOnlyList<WorkTask<T>> tasks = Tasks;
+        var results = new T[tasks.Count];
+        for (int i = 0; i < results.Length; i++)
+        {
+            results[i] = tasks[i].GetResult();
+        }
+
+        return results;
+    }
+
+    private void OnDeadline()
+    {
+        lock (_gate)
+        {
+            if (_trigger is not null || _allDone.Task.IsCompleted)
+            {
+                return;
+            }
+
+            _timedOut = true;
+        }
+
+        StopAll();
+    }
+
+    private void OnTaskDone(WorkTask task)
+    {
+        bool stop = false, complete;
+        lock (_gate)
+        {
+            if (task.State != WorkTaskState.Completed
+                && !_options.ReturnExceptions
+                && _trigger is null
+                && !_timedOut
+                && !_stop.IsCancellationRequested)
+            {
+                _trigger = (WorkTask<T>)task;
+                stop = true;
+            }
+
+            _unfinished--;
+            complete = _sealed && _unfinished == 0;
+        }
+
+        if (stop)
+        {
+            StopAll();
+        }
+
+        if (complete)
+        {
+            Finish();
+        }
+    }
+
+    private void StopAll()
+    {
+        try
+        {
+            _stop.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Every task is already final: there is nothing left to stop.
+        }
+    }
+
+    private void Finish()
+    {
+        _deadline?.Dispose();
+        _deadline = null;
+        _stop.Dispose(); // unregisters from the owner's token
+        _allDone.TrySetResult(true);
+    }
+}
+
+/// <summary>One-call gathers over delegates.</summary>
+public static class Gather
+{
+    /// <summary>asyncio.gather: values in input order; the first failure cancels the rest and is rethrown.</summary>
+    public static Task<T[]> RunAsync<T>(IEnumerable<Func<CancellationToken, Task<T>>> works, GatherOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var gatherer = new Gatherer<T>(WithReturnExceptions(options, false), cancellationToken);
+        AddAll(gatherer, works);
+        return gatherer.GetResultsAsync();
+    }
+
+    /// <summary>asyncio.gather(return_exceptions=True): every task, settled, in input order; nothing is raised for a task's failure.</summary>
+    public static async Task<IReadOnlyList<WorkTask<T>>> RunSettledAsync<T>(IEnumerable<Func<CancellationToken, Task<T>>> works, GatherOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var gatherer = new Gatherer<T>(WithReturnExceptions(options, true), cancellationToken);
+        AddAll(gatherer, works);
+        await gatherer.WhenAllAsync().ConfigureAwait(false);
+        return gatherer.Tasks;
+    }
+
+    private static void AddAll<T>(Gatherer<T> gatherer, IEnumerable<Func<CancellationToken, Task<T>>> works)
+    {
+        if (works is null)
+        {
+            throw new ArgumentNullException(nameof(works));
+        }
+
+        foreach (Func<CancellationToken, Task<T>> work in works)
+        {
+            gatherer.Add(work);
+        }
+
+        gatherer.Seal();
+    }
+
+    private static GatherOptions WithReturnExceptions(GatherOptions? options, bool value) => new()
+    {
+        ReturnExceptions = value,
+        Limiter = options?.Limiter,
+        Timeout = options?.Timeout,
+        TaskTimeout = options?.TaskTimeout,
+    };
+}

@@ -1,0 +1,467 @@
+using System;
+using System.Collections.Generic;
+using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace AsyncGroup.Core;
+
+/// <summary>
+/// A named unit of concurrent work (asyncio's Task).
+/// </summary>
+/// <remarks>
+/// Guarantees:
+/// <list type="bullet">
+/// <item>It reaches exactly one final state (Completed, Failed or Cancelled), once.</item>
+/// <item><see cref="Completion"/> never faults: it completes after the final state is visible.</item>
+/// <item>Done callbacks run once each, in registration order, after the state is final; one
+/// registered after completion runs at once on the registering thread.</item>
+/// <item>Cancellation is a request: work that catches it and returns a value completes with it.
+/// A task that is cancelled before it starts never invokes its work.</item>
+/// <item>An <see cref="OperationCanceledException"/> thrown by the work counts as cancellation only
+/// when this task was asked to cancel; otherwise (say, an HTTP client's own timeout) it is a
+/// failure, so that a group never mistakes a real error for a sibling's cancellation.</item>
+/// </list>
+/// </remarks>
+public abstract class WorkTask
+{
+    private const int CauseNone = 0;
+    private const int CauseRequested = 1;
+    private const int CauseTimeout = 2;
+
+    private static long s_lastId;
+
+    private readonly object _gate = new();
+    private readonly TaskCompletionSource<WorkTask> _completion =
+        new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _cts = new();
+    private readonly ConcurrencyLimiter? _limiter;
+    private readonly TimeSpan? _timeout;
+    private CancellationTokenRegistration _parentRegistration;
+    private CancellationTokenSource? _timeoutCts;
+    private List<DoneCallback>? _callbacks = new();
+    private int _state;
+    private int _cancelCause;
+    private int _started;
+
+    private protected WorkTask(string? name, TaskStartOptions? options)
+    {
+        Id = Interlocked.Increment(ref s_lastId);
+        Name = string.IsNullOrEmpty(name) ? "Task-" + Id : name!;
+        CancellationToken = _cts.Token;
+        _limiter = options?.Limiter;
+        _timeout = options?.Timeout;
+        if (_timeout is { } t && t < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), t, "A task timeout cannot be negative.");
+        }
+
+        IsShielded = options?.Shielded ?? false;
+        Tag = options?.Tag;
+        CancellationToken parent = options?.CancellationToken ?? default;
+        if (parent.CanBeCanceled && !IsShielded)
+        {
+            // Registered last: it may run synchronously when the parent is already cancelled.
+            _parentRegistration = parent.Register(static s => ((WorkTask)s!).RequestCancel(CauseRequested), this);
+        }
+    }
+
+    /// <summary>Raised when a done callback or <see cref="Completed"/> handler throws; the task's state is unaffected.</summary>
+    public static event EventHandler<CallbackFailedEventArgs>? CallbackFailed;
+
+    /// <summary>Raised once, after the final state is visible.</summary>
+    public event EventHandler? Completed;
+
+    /// <summary>Process-unique, increasing identifier.</summary>
+    public long Id { get; }
+
+    /// <summary>The task's name; <c>Task-&lt;Id&gt;</c> unless one was given.</summary>
+    public string Name { get; }
+
+    /// <summary>Caller-defined data carried with the task (for example the input it was made from).</summary>
+    public object? Tag { get; }
+
+    /// <summary>True when the task ignores its parent's (group's) cancellation.</summary>
+    public bool IsShielded { get; }
+
+    /// <summary>The current state.</summary>
+    public WorkTaskState State => (WorkTaskState)Volatile.Read(ref _state);
+
+    /// <summary>True once the state is final.</summary>
+    public bool IsDone => IsFinal(State);
+
+    /// <summary>True once cancellation was requested (by <see cref="Cancel"/>, the parent or the timeout).</summary>
+    public bool IsCancellationRequested => Volatile.Read(ref _cancelCause) != CauseNone;
+
+    /// <summary>The token handed to the work; cancelled when cancellation is requested.</summary>
+    public CancellationToken CancellationToken { get; }
+
+    /// <summary>The failure (Failed) or the cancellation (Cancelled); null otherwise.</summary>
+    public Exception? Exception { get; private set; }
+
+    /// <summary>When the work was invoked; null while Pending or if it never ran.</summary>
+    public DateTimeOffset? StartTime { get; private set; }
+
+    /// <summary>When the state became final.</summary>
+    public DateTimeOffset? EndTime { get; private set; }
+
+    /// <summary>How long the work ran; null until it has both started and finished.</summary>
+    public TimeSpan? Duration => StartTime is { } s && EndTime is { } e ? e - s : null;
+
+    /// <summary>Completes (never faults) when the state is final.</summary>
+    public Task<WorkTask> Completion => _completion.Task;
+
+    /// <summary>The result as an object when Completed; null otherwise.</summary>
+    public abstract object? ResultObject { get; }
+
+    internal static bool IsFinal(WorkTaskState state) => state >= WorkTaskState.Completed;
+
+    /// <summary>
+    /// Requests cancellation (asyncio's Task.cancel). Returns false when the task is already done.
+    /// A Pending task becomes Cancelled at once; a Running one is cancelled when its work observes it.
+    /// </summary>
+    public bool Cancel() => RequestCancel(CauseRequested);
+
+    /// <summary>
+    /// Registers <paramref name="callback"/> to run once after the task is done (asyncio's
+    /// add_done_callback). Runs at once when the task is already done. Dispose the result to
+    /// unregister a callback that has not run yet.
+    /// </summary>
+    public IDisposable AddDoneCallback(Action<WorkTask> callback)
+    {
+        if (callback is null)
+        {
+            throw new ArgumentNullException(nameof(callback));
+        }
+
+        var entry = new DoneCallback(this, callback);
+        lock (_gate)
+        {
+            if (_callbacks is not null)
+            {
+                _callbacks.Add(entry);
+                return entry;
+            }
+        }
+
+        InvokeSafely(callback);
+        return entry;
+    }
+
+    /// <summary>Rethrows the task's failure or cancellation; returns when it completed.</summary>
+    public void ThrowIfNotCompleted()
+    {
+        switch (State)
+        {
+            case WorkTaskState.Completed:
+                return;
+            case WorkTaskState.Failed:
+            case WorkTaskState.Cancelled:
+                ExceptionDispatchInfo.Capture(Exception!).Throw();
+                return;
+            default:
+                throw new InvalidOperationException($"Task '{Name}' is not done (state {State}).");
+        }
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => $"{Name} ({State})";
+
+    /// <summary>Starts the work on the thread pool. Called once by the factory that created the task.</summary>
+    internal void Start()
+    {
+        if (Interlocked.Exchange(ref _started, 1) != 0)
+        {
+            throw new InvalidOperationException("The task was already started.");
+        }
+
+        // Never run user work on the creator's thread: creating a task must not block.
+        _ = Task.Run(RunAsync);
+    }
+
+    private protected abstract Task InvokeWorkAsync(CancellationToken cancellationToken);
+
+    private protected abstract void SetResult();
+
+    private async Task RunAsync()
+    {
+        bool slotTaken = false;
+        try
+        {
+            if (_limiter is not null)
+            {
+                try
+                {
+                    await _limiter.WaitAsync(CancellationToken).ConfigureAwait(false);
+                    slotTaken = true;
+                }
+                catch (OperationCanceledException oce)
+                {
+                    TryFinish(WorkTaskState.Cancelled, oce, setResult: false);
+                    return;
+                }
+            }
+
+            lock (_gate)
+            {
+                if (State != WorkTaskState.Pending)
+                {
+                    return; // cancelled while queued
+                }
+
+                StartTime = DateTimeOffset.Now;
+                Volatile.Write(ref _state, (int)WorkTaskState.Running);
+            }
+
+            if (_timeout is { } timeout)
+            {
+                _timeoutCts = new CancellationTokenSource(timeout);
+                _timeoutCts.Token.Register(static s => ((WorkTask)s!).RequestCancel(CauseTimeout), this);
+            }
+
+            try
+            {
+                await InvokeWorkAsync(CancellationToken).ConfigureAwait(false);
+                TryFinish(WorkTaskState.Completed, null, setResult: true);
+            }
+            catch (OperationCanceledException oce) when (IsCancellationRequested)
+            {
+                if (Volatile.Read(ref _cancelCause) == CauseTimeout)
+                {
+                    TryFinish(WorkTaskState.Failed, new TimeoutException(
+                        $"Task '{Name}' did not finish within its timeout of {_timeout!.Value.TotalSeconds:0.###} s.", oce), setResult: false);
+                }
+                else
+                {
+                    TryFinish(WorkTaskState.Cancelled, oce, setResult: false);
+                }
+            }
+            catch (Exception ex)
+            {
+                TryFinish(WorkTaskState.Failed, ex, setResult: false);
+            }
+        }
+        finally
+        {
+            if (slotTaken)
+            {
+                _limiter!.Release();
+            }
+
+            _timeoutCts?.Dispose();
+            _parentRegistration.Dispose();
+        }
+    }
+
+    private bool RequestCancel(int cause)
+    {
+        if (IsDone)
+        {
+            return false;
+        }
+
+        Interlocked.CompareExchange(ref _cancelCause, cause, CauseNone);
+        bool finishedHere = false;
+        lock (_gate)
+        {
+            if (State == WorkTaskState.Pending)
+            {
+                finishedHere = true;
+            }
+        }
+
+        if (finishedHere)
+        {
+            TryFinish(WorkTaskState.Cancelled, new OperationCanceledException($"Task '{Name}' was cancelled before it started.", CancellationToken), setResult: false);
+        }
+
+        try
+        {
+            _cts.Cancel();
+        }
+        catch (AggregateException ex)
+        {
+            // A callback registered on the task's token threw; the request itself stands.
+            RaiseCallbackFailed(ex);
+        }
+
+        return true;
+    }
+
+    private void TryFinish(WorkTaskState final, Exception? error, bool setResult)
+    {
+        List<DoneCallback>? callbacks;
+        lock (_gate)
+        {
+            if (IsFinal(State))
+            {
+                return;
+            }
+
+            if (setResult)
+            {
+                SetResult();
+            }
+
+            Exception = error;
+            EndTime = DateTimeOffset.Now;
+            Volatile.Write(ref _state, (int)final);
+            callbacks = _callbacks;
+            _callbacks = null;
+        }
+
+        _completion.TrySetResult(this);
+        if (callbacks is not null)
+        {
+            foreach (DoneCallback entry in callbacks)
+            {
+                if (entry.TryClaim())
+                {
+                    InvokeSafely(entry.Callback);
+                }
+            }
+        }
+
+        try
+        {
+            Completed?.Invoke(this, EventArgs.Empty);
+        }
+        catch (Exception ex)
+        {
+            RaiseCallbackFailed(ex);
+        }
+    }
+
+    private void InvokeSafely(Action<WorkTask> callback)
+    {
+        try
+        {
+            callback(this);
+        }
+        catch (Exception ex)
+        {
+            RaiseCallbackFailed(ex);
+        }
+    }
+
+    private void RaiseCallbackFailed(Exception ex) => CallbackFailed?.Invoke(this, new CallbackFailedEventArgs(this, ex));
+
+    private void Unregister(DoneCallback entry)
+    {
+        lock (_gate)
+        {
+            _callbacks?.Remove(entry);
+        }
+    }
+
+    private sealed class DoneCallback : IDisposable
+    {
+        private readonly WorkTask _owner;
+        private int _claimed;
+
+        public DoneCallback(WorkTask owner, Action<WorkTask> callback)
+        {
+            _owner = owner;
+            Callback = callback;
+        }
+
+        public Action<WorkTask> Callback { get; }
+
+        public bool TryClaim() => Interlocked.Exchange(ref _claimed, 1) == 0;
+
+        public void Dispose()
+        {
+            if (TryClaim())
+            {
+                _owner.Unregister(this);
+            }
+        }
+    }
+}
+
+/// <summary>A <see cref="WorkTask"/> whose work produces a <typeparamref name="T"/>.</summary>
+public sealed class WorkTask<T> : WorkTask
+{
+    private readonly Func<CancellationToken, Task<T>> _work;
+    private Task<T>? _running;
+    private T? _result;
+
+    internal WorkTask(Func<CancellationToken, Task<T>> work, string? name, TaskStartOptions? options)
+        : base(name, options)
+    {
+        _work = work ?? throw new ArgumentNullException(nameof(work));
+    }
+
+    /// <inheritdoc />
+    public override object? ResultObject => State == WorkTaskState.Completed ? _result : null;
+
+    /// <summary>Creates and starts a task (asyncio's create_task).</summary>
+    public static WorkTask<T> Run(Func<CancellationToken, Task<T>> work, string? name = null, TaskStartOptions? options = null)
+    {
+        var task = new WorkTask<T>(work, name, options);
+        task.Start();
+        return task;
+    }
+
+    /// <summary>The value when Completed; otherwise rethrows the failure or cancellation.</summary>
+    public T GetResult()
+    {
+        ThrowIfNotCompleted();
+        return _result!;
+    }
+
+    /// <summary>Awaits the task: its value, or its failure or cancellation rethrown.</summary>
+    public async Task<T> WaitAsync(CancellationToken cancellationToken = default)
+    {
+        await AsyncOps.WhenDoneAsync(this, cancellationToken).ConfigureAwait(false);
+        return GetResult();
+    }
+
+    /// <summary>Lets tests and callers write <c>await task</c>.</summary>
+    public TaskAwaiter<T> GetAwaiter() => WaitAsync().GetAwaiter();
+
+    private protected override Task InvokeWorkAsync(CancellationToken cancellationToken)
+    {
+        Task<T> running = _work(cancellationToken) ?? throw new InvalidOperationException("The work delegate returned no task.");
+        _running = running;
+        return running;
+    }
+
+    private protected override void SetResult() => _result = _running!.Result;
+}
+
+/// <summary>How a task is started: its limiter, its parent's token, its own timeout.</summary>
+public sealed class TaskStartOptions
+{
+    /// <summary>Shared limiter; null for no limit.</summary>
+    public ConcurrencyLimiter? Limiter { get; set; }
+
+    /// <summary>The parent's token: cancelling it cancels the task (unless <see cref="Shielded"/>).</summary>
+    public CancellationToken CancellationToken { get; set; }
+
+    /// <summary>The task's own deadline from when it starts running; on expiry it is cancelled and fails with <see cref="TimeoutException"/>.</summary>
+    public TimeSpan? Timeout { get; set; }
+
+    /// <summary>Ignore the group's cancellation (asyncio's shield).</summary>
+    public bool Shielded { get; set; }
+
+    /// <summary>Caller-defined data carried on <see cref="WorkTask.Tag"/>.</summary>
+    public object? Tag { get; set; }
+}
+
+/// <summary>Describes a callback that threw.</summary>
+public sealed class CallbackFailedEventArgs : EventArgs
+{
+    internal CallbackFailedEventArgs(WorkTask task, Exception exception)
+    {
+        Task = task;
+        Exception = exception;
+    }
+
+    /// <summary>The task whose callback threw.</summary>
+    public WorkTask Task { get; }
+
+    /// <summary>What it threw.</summary>
+    public Exception Exception { get; }
+}
