@@ -1,0 +1,256 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using System.Management.Automation.Runspaces;
+using System.Threading;
+using System.Threading.Tasks;
+using AsyncGroup.Execution;
+
+namespace AsyncGroup.Commands;
+
+/// <summary>
+/// Base of every AsyncGroup cmdlet: a stop token, one writer queue drained on the pipeline thread,
+/// and ownership of the tasks the cmdlet created.
+/// </summary>
+/// <remarks>
+/// Workers never call Write*: they post to the queue, and <see cref="Pump"/> writes on the
+/// pipeline thread. <see cref="StopProcessing"/> only cancels. Before the cmdlet returns — normally,
+/// by error, by Ctrl+C or because a downstream Select-Object stopped it — <see cref="ShutdownOwned"/>
+/// cancels and awaits (bounded) every task the cmdlet owns.
+/// </remarks>
+public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
+{
+    private readonly CancellationTokenSource _stop = new();
+    private readonly BlockingCollection<StreamMessage> _queue = new();
+    private readonly List<AsyncTask> _owned = new();
+    private readonly List<ScriptBatch> _batches = new();
+    private readonly QueueSink _sink;
+    private bool _disposed;
+
+    /// <summary>Creates the cmdlet.</summary>
+    protected AsyncGroupCmdlet() => _sink = new QueueSink(_queue);
+
+    /// <summary>Cancelled when the pipeline is stopped (Ctrl+C). Named as PowerShell 7.6's own.</summary>
+    protected CancellationToken PipelineStopToken => _stop.Token;
+
+    internal IStreamSink Sink => _sink;
+
+    /// <summary>The id of the runspace the cmdlet runs in: tasks belong to it.</summary>
+    internal static Guid CurrentRunspaceId => Runspace.DefaultRunspace?.InstanceId ?? Guid.Empty;
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        ShutdownOwned(writeWarnings: false);
+        _stop.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Only cancels: never blocks, never writes.</summary>
+    protected override void StopProcessing() => _stop.Cancel();
+
+    /// <summary>Records a task this cmdlet created and must not leave running.</summary>
+    internal void Own(AsyncTask task)
+    {
+        lock (_owned)
+        {
+            _owned.Add(task);
+        }
+    }
+
+    /// <summary>Records a batch to complete when the cmdlet ends, so its idle workers go back to the pool.</summary>
+    internal void TrackBatch(ScriptBatch batch) => _batches.Add(batch);
+
+    /// <summary>Posts a task's completion to the writer queue (called from any thread).</summary>
+    internal void NotifyWhenDone(AsyncTask task) =>
+        task.Work.AddDoneCallback(_ => _sink.Post(new StreamMessage(StreamKind.TaskDone, null, task)));
+
+    /// <summary>
+    /// Writes everything workers post until <paramref name="until"/> completes, then what is left.
+    /// <paramref name="onTaskDone"/> runs on this thread for each completion notice;
+    /// <paramref name="onTick"/> runs about every <paramref name="tickMilliseconds"/>.
+    /// </summary>
+    /// <exception cref="PipelineStoppedException">The pipeline was stopped.</exception>
+    internal void Pump(Task until, Action<AsyncTask>? onTaskDone = null, Action? onTick = null, int tickMilliseconds = 250)
+    {
+        until.ContinueWith(_ => _sink.Post(new StreamMessage(StreamKind.Wake, null)), TaskContinuationOptions.ExecuteSynchronously);
+        while (true)
+        {
+            DrainAvailable(onTaskDone);
+            if (until.IsCompleted)
+            {
+                DrainAvailable(onTaskDone);
+                return;
+            }
+
+            StreamMessage message;
+            try
+            {
+                if (!_queue.TryTake(out message, onTick is null ? Timeout.Infinite : tickMilliseconds, PipelineStopToken))
+                {
+                    onTick!();
+                    continue;
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                throw new PipelineStoppedException();
+            }
+
+            Dispatch(message, onTaskDone);
+            onTick?.Invoke();
+        }
+    }
+
+    /// <summary>Writes whatever is queued now, without blocking.</summary>
+    internal void DrainAvailable(Action<AsyncTask>? onTaskDone = null)
+    {
+        while (_queue.TryTake(out StreamMessage message))
+        {
+            Dispatch(message, onTaskDone);
+        }
+    }
+
+    /// <summary>Pumps until <paramref name="task"/> completes and returns its result (rethrowing its exception).</summary>
+    internal T Await<T>(Task<T> task, Action<AsyncTask>? onTaskDone = null)
+    {
+        Pump(task, onTaskDone);
+        return task.GetAwaiter().GetResult();
+    }
+
+    /// <summary>Pumps until <paramref name="task"/> completes (rethrowing its exception).</summary>
+    internal void Await(Task task, Action<AsyncTask>? onTaskDone = null)
+    {
+        Pump(task, onTaskDone);
+        task.GetAwaiter().GetResult();
+    }
+
+    /// <summary>
+    /// Cancels every owned task and waits for all of them to be final. Bounded: a task whose
+    /// worker does not stop is abandoned by the executor after its grace period.
+    /// </summary>
+    internal void ShutdownOwned(bool writeWarnings = true)
+    {
+        AsyncTask[] owned;
+        lock (_owned)
+        {
+            owned = _owned.ToArray();
+            _owned.Clear();
+        }
+
+        foreach (ScriptBatch batch in _batches)
+        {
+            batch.Complete();
+        }
+
+        _batches.Clear();
+        if (owned.Length == 0)
+        {
+            return;
+        }
+
+        foreach (AsyncTask task in owned)
+        {
+            task.Cancel();
+        }
+
+        Task all = Task.WhenAll(owned.Select(t => t.Work.Completion));
+        TimeSpan bound = Worker.StopGracePeriod + TimeSpan.FromSeconds(2);
+        if (!all.Wait(bound) && writeWarnings)
+        {
+            TryWriteWarning($"{owned.Count(t => !t.IsDone)} task(s) did not stop within {bound.TotalSeconds:0} s; they were abandoned.");
+        }
+
+        if (writeWarnings)
+        {
+            // Warnings about abandoned runspaces were posted by the executor.
+            try
+            {
+                DrainAvailable();
+            }
+            catch (Exception)
+            {
+                // The pipeline may already be stopping: nothing more can be written.
+            }
+        }
+    }
+
+    internal void TryWriteWarning(string message)
+    {
+        try
+        {
+            WriteWarning(message);
+        }
+        catch (Exception)
+        {
+            // Writing after a stop throws; the warning is best effort.
+        }
+    }
+
+    /// <summary>Throws a terminating error for a parameter problem (before any task starts).</summary>
+    internal void ThrowArgumentError(string message, object? target, Exception? inner = null) =>
+        ThrowTerminatingError(ErrorHelper.InvalidArgument(message, target, inner));
+
+    /// <summary>Refuses a task created in another runspace (session).</summary>
+    internal void EnsureLocal(AsyncTask task)
+    {
+        if (task.OwnerRunspaceId != CurrentRunspaceId)
+        {
+            ThrowTerminatingError(new ErrorRecord(
+                new ArgumentException($"Task '{task.Name}' (Id {task.Id}) belongs to another PowerShell session (runspace) and cannot be used here."),
+                ErrorIds.ForeignTask,
+                ErrorCategory.InvalidArgument,
+                task));
+        }
+    }
+
+    private void Dispatch(StreamMessage message, Action<AsyncTask>? onTaskDone)
+    {
+        switch (message.Kind)
+        {
+            case StreamKind.Output:
+                WriteObject(message.Payload);
+                break;
+            case StreamKind.Error:
+                WriteError((ErrorRecord)message.Payload!);
+                break;
+            case StreamKind.Warning:
+                WriteWarning(message.Payload is WarningRecord w ? w.Message : message.Payload?.ToString());
+                break;
+            case StreamKind.Verbose:
+                WriteVerbose(message.Payload is VerboseRecord v ? v.Message : message.Payload?.ToString());
+                break;
+            case StreamKind.Debug:
+                WriteDebug(message.Payload is DebugRecord d ? d.Message : message.Payload?.ToString());
+                break;
+            case StreamKind.Information:
+                WriteInformation((InformationRecord)message.Payload!);
+                break;
+            case StreamKind.Progress:
+                WriteProgress((ProgressRecord)message.Payload!);
+                break;
+            case StreamKind.TaskDone:
+                onTaskDone?.Invoke(message.Task!);
+                break;
+            case StreamKind.Wake:
+                break;
+        }
+    }
+
+    private sealed class QueueSink : IStreamSink
+    {
+        private readonly BlockingCollection<StreamMessage> _queue;
+
+        public QueueSink(BlockingCollection<StreamMessage> queue) => _queue = queue;
+
+        public void Post(StreamMessage message) => _queue.Add(message);
+    }
+}

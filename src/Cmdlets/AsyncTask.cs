@@ -1,0 +1,280 @@
+using System;
+using System.Collections.Generic;
+using System.Management.Automation;
+using System.Threading;
+using System.Threading.Tasks;
+using AsyncGroup.Core;
+using AsyncGroup.Execution;
+
+namespace AsyncGroup;
+
+/// <summary>
+/// A script block running (or run) in a worker runspace: what Start-AsyncTask returns and the
+/// other cmdlets take. Its state machine is the Core engine's <see cref="WorkTask"/>.
+/// </summary>
+/// <remarks>
+/// Guarantees: <see cref="Output"/> holds what the script block wrote to the output stream,
+/// <see cref="Errors"/> every non-terminating error it wrote, <see cref="Error"/> the terminating
+/// error that failed it (with its script stack trace). Stream records (warnings, verbose, …) are
+/// buffered until a cmdlet delivers them (Receive-AsyncTask, or live while a cmdlet waits on the task).
+/// </remarks>
+public sealed class AsyncTask
+{
+    private readonly object _gate = new();
+    private readonly List<PSObject> _output = new();
+    private readonly List<ErrorRecord> _errors = new();
+    private readonly Queue<StreamMessage> _buffered = new();
+    private readonly TaskCompletionSource<IReadOnlyList<PSObject>> _execution =
+        new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<bool> _bound = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private WorkTask<IReadOnlyList<PSObject>>? _work;
+    private IStreamSink? _sink;
+    private ErrorRecord? _error;
+    private EventHandler? _completed;
+    private Worker? _runningOn;
+
+    internal AsyncTask(ScriptBatch batch, object? input, bool hasInput, object?[] arguments, Guid ownerRunspaceId)
+    {
+        Batch = batch;
+        InputObject = input;
+        HasInput = hasInput;
+        Arguments = arguments;
+        OwnerRunspaceId = ownerRunspaceId;
+    }
+
+    /// <summary>Raised once when the task reaches its final state (usable with Register-ObjectEvent).</summary>
+    public event EventHandler? Completed
+    {
+        add
+        {
+            lock (_gate)
+            {
+                _completed += value;
+            }
+        }
+
+        remove
+        {
+            lock (_gate)
+            {
+                _completed -= value;
+            }
+        }
+    }
+
+    /// <summary>Process-unique identifier.</summary>
+    public long Id => Work.Id;
+
+    /// <summary>The task's name (<c>Task-&lt;Id&gt;</c> unless -Name was given).</summary>
+    public string Name => Work.Name;
+
+    /// <summary>Pending, Running, Completed, Failed or Cancelled.</summary>
+    public WorkTaskState State => Work.State;
+
+    /// <summary>True once the state is final.</summary>
+    public bool IsDone => Work.IsDone;
+
+    /// <summary>The script block's text.</summary>
+    public string Command => Batch.Plan.DisplayText;
+
+    /// <summary>The pipeline object bound to <c>$_</c>, if any.</summary>
+    public object? InputObject { get; }
+
+    /// <summary>What the script block wrote to the output stream (so far, while it runs).</summary>
+    public PSObject[] Output
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _output.ToArray();
+            }
+        }
+    }
+
+    /// <summary>The terminating error that failed the task (Failed only).</summary>
+    public ErrorRecord? Error
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _error;
+            }
+        }
+    }
+
+    /// <summary>The non-terminating errors the script block wrote.</summary>
+    public ErrorRecord[] Errors
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _errors.ToArray();
+            }
+        }
+    }
+
+    /// <summary>When the script block started running.</summary>
+    public DateTime? StartTime => Work.StartTime?.LocalDateTime;
+
+    /// <summary>When the task reached its final state.</summary>
+    public DateTime? EndTime => Work.EndTime?.LocalDateTime;
+
+    /// <summary>How long it ran.</summary>
+    public TimeSpan? Duration => Work.Duration;
+
+    internal WorkTask<IReadOnlyList<PSObject>> Work => _work ?? throw new InvalidOperationException("The task is not bound yet.");
+
+    internal ScriptBatch Batch { get; }
+
+    internal bool HasInput { get; }
+
+    internal object?[] Arguments { get; }
+
+    internal Guid OwnerRunspaceId { get; }
+
+    /// <summary>The worker running it right now, if any (read by cancellation from other threads).</summary>
+    internal Worker? RunningOn
+    {
+        get => Volatile.Read(ref _runningOn);
+        set => Volatile.Write(ref _runningOn, value);
+    }
+
+    /// <summary>Position in the gather that created it (-1 outside a gather).</summary>
+    internal int Index { get; set; } = -1;
+
+    /// <summary>Requests cancellation; false when the task is already done.</summary>
+    public bool Cancel() => Work.Cancel();
+
+    /// <inheritdoc />
+    public override string ToString() => $"{Name} ({State})";
+
+    /// <summary>The Core work delegate: queue the task on its batch and complete when a worker has run it.</summary>
+    internal Task<IReadOnlyList<PSObject>> ExecuteAsync(CancellationToken cancellationToken)
+    {
+        // Core may start the work before the creating thread has bound it; the executor needs Work.
+        if (_bound.Task.IsCompleted)
+        {
+            Batch.Enqueue(this, cancellationToken);
+            return _execution.Task;
+        }
+
+        return ExecuteAfterBindAsync(cancellationToken);
+    }
+
+    /// <summary>Binds the Core task that runs this one; called once, right after the Core task is created.</summary>
+    internal void Bind(WorkTask<IReadOnlyList<PSObject>> work)
+    {
+        _work = work;
+        work.AddDoneCallback(_ => OnDone());
+        _bound.TrySetResult(true);
+    }
+
+    private async Task<IReadOnlyList<PSObject>> ExecuteAfterBindAsync(CancellationToken cancellationToken)
+    {
+        await _bound.Task.ConfigureAwait(false);
+        Batch.Enqueue(this, cancellationToken);
+        return await _execution.Task.ConfigureAwait(false);
+    }
+
+    internal void AddOutput(PSObject item)
+    {
+        lock (_gate)
+        {
+            _output.Add(item);
+        }
+    }
+
+    internal void AddError(ErrorRecord record)
+    {
+        lock (_gate)
+        {
+            _errors.Add(record);
+        }
+
+        Post(new StreamMessage(StreamKind.Error, record, this));
+    }
+
+    /// <summary>Routes a stream record to the live sink, or buffers it until one attaches.</summary>
+    internal void Post(StreamMessage message)
+    {
+        lock (_gate)
+        {
+            if (_sink is not null)
+            {
+                _sink.Post(message);
+            }
+            else
+            {
+                _buffered.Enqueue(message);
+            }
+        }
+    }
+
+    /// <summary>Delivers buffered records to <paramref name="sink"/> and routes later ones there until detached.</summary>
+    internal void AttachSink(IStreamSink sink)
+    {
+        lock (_gate)
+        {
+            while (_buffered.Count > 0)
+            {
+                sink.Post(_buffered.Dequeue());
+            }
+
+            _sink = sink;
+        }
+    }
+
+    internal void DetachSink(IStreamSink sink)
+    {
+        lock (_gate)
+        {
+            if (ReferenceEquals(_sink, sink))
+            {
+                _sink = null;
+            }
+        }
+    }
+
+    internal void SetCompleted()
+    {
+        _execution.TrySetResult(Output);
+    }
+
+    internal void SetFailed(ErrorRecord record)
+    {
+        lock (_gate)
+        {
+            _error = record;
+        }
+
+        _execution.TrySetException(record.Exception);
+    }
+
+    internal bool SetCancelled(CancellationToken token) => _execution.TrySetCanceled(token);
+
+    internal bool IsExecutionDone => _execution.Task.IsCompleted;
+
+    private void OnDone()
+    {
+        if (State == WorkTaskState.Failed)
+        {
+            lock (_gate)
+            {
+                // Failures that did not come from the script itself (its timeout, a worker that
+                // could not start) still get a record, so Error is never null on a Failed task.
+                _error ??= ErrorHelper.FromException(Work.Exception!, Work.Exception is TimeoutException ? ErrorIds.Timeout : ErrorIds.TaskFailed, this);
+            }
+        }
+
+        EventHandler? handlers;
+        lock (_gate)
+        {
+            handlers = _completed;
+        }
+
+        handlers?.Invoke(this, EventArgs.Empty);
+    }
+}

@@ -1,0 +1,375 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.Linq;
+using System.Management.Automation;
+using System.Threading.Tasks;
+using AsyncGroup.Core;
+using AsyncGroup.Execution;
+
+namespace AsyncGroup.Commands;
+
+/// <summary>
+/// <para type="synopsis">Runs script blocks (or one script block per pipeline object) concurrently and returns their output in input order (asyncio's gather).</para>
+/// </summary>
+[Cmdlet(VerbsLifecycle.Invoke, "Gather", DefaultParameterSetName = ScriptBlockSet)]
+[OutputType(typeof(object))]
+public sealed class InvokeGatherCommand : ScriptCmdletBase
+{
+    private const string ScriptBlockSet = "ScriptBlock";
+    private const string TaskSet = "Task";
+    private const int ProgressActivityId = 0x4147; // 'AG': distinct from the tasks' own progress bars
+
+    private readonly List<AsyncTask> _tasks = new();
+    private readonly InOrderBuffer<AsyncTask> _order = new();
+    private readonly Dictionary<AsyncTask, int> _positions = new();
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private Gatherer<IReadOnlyList<PSObject>>? _gatherer;
+    private ConcurrencyLimiter? _limiter;
+    private ScriptBatch? _pipelineBatch;
+    private AsyncTask? _halt;
+    private AsyncTask? _firstFailure;
+    private int _done;
+    private bool _progressShown;
+
+    /// <summary>The script blocks to run concurrently, or with pipeline input the one script block run for each object.</summary>
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ScriptBlockSet)]
+    [ValidateNotNullOrEmpty]
+    public ScriptBlock[] ScriptBlock { get; set; } = null!;
+
+    /// <summary>Pipeline input: each object is bound to <c>$_</c> in its own task.</summary>
+    [Parameter(ValueFromPipeline = true, ParameterSetName = ScriptBlockSet)]
+    public PSObject? InputObject { get; set; }
+
+    /// <summary>Arguments passed to every script block (<c>$args</c> or its param block).</summary>
+    [Parameter(ParameterSetName = ScriptBlockSet)]
+    [Alias("Args")]
+    public object[]? ArgumentList { get; set; }
+
+    /// <summary>Gathers existing tasks instead of script blocks; they are not cancelled by this cmdlet.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ParameterSetName = TaskSet)]
+    [ValidateNotNullOrEmpty]
+    public AsyncTask[] Task { get; set; } = null!;
+
+    /// <summary>Emit a failed or cancelled task's error record at its position instead of stopping.</summary>
+    [Parameter]
+    public SwitchParameter ReturnExceptions { get; set; }
+
+    /// <summary>Emit each task's output as it completes rather than in input order.</summary>
+    [Parameter]
+    public SwitchParameter AsCompleted { get; set; }
+
+    /// <summary>Seconds the whole gather may take; on expiry unfinished tasks are cancelled and a timeout error is thrown.</summary>
+    [Parameter]
+    [ValidateRange(0.0, 2147483.0)]
+    public double Timeout { get; set; }
+
+    /// <summary>Seconds each task may run; a task that exceeds it fails with a timeout error.</summary>
+    [Parameter(ParameterSetName = ScriptBlockSet)]
+    [ValidateRange(0.0, 2147483.0)]
+    public double TaskTimeout { get; set; }
+
+    /// <summary>How many tasks run at once: 5 with pipeline input, otherwise one per script block.</summary>
+    [Parameter(ParameterSetName = ScriptBlockSet)]
+    [ValidateRange(1, int.MaxValue)]
+    public int ThrottleLimit { get; set; }
+
+    private bool PipelineMode => ParameterSetName == ScriptBlockSet && (MyInvocation.ExpectingInput || Bound(nameof(InputObject)));
+
+    private TimeSpan? TimeoutSpan => Bound(nameof(Timeout)) ? TimeSpan.FromSeconds(Timeout) : null;
+
+    /// <inheritdoc />
+    protected override void BeginProcessing()
+    {
+        if (ParameterSetName == TaskSet)
+        {
+            return;
+        }
+
+        if (PipelineMode && ScriptBlock.Length != 1)
+        {
+            ThrowArgumentError($"With pipeline input Invoke-Gather runs one script block for each object, but {ScriptBlock.Length} were given.", ScriptBlock);
+        }
+
+        int limit = Bound(nameof(ThrottleLimit)) ? ThrottleLimit : PipelineMode ? 5 : ScriptBlock.Length;
+        _limiter = new ConcurrencyLimiter(limit);
+        _gatherer = new Gatherer<IReadOnlyList<PSObject>>(
+            new GatherOptions
+            {
+                ReturnExceptions = ReturnExceptions.IsPresent,
+                Limiter = _limiter,
+                Timeout = TimeoutSpan,
+                TaskTimeout = Bound(nameof(TaskTimeout)) ? TimeSpan.FromSeconds(TaskTimeout) : null,
+            },
+            PipelineStopToken);
+
+        if (PipelineMode)
+        {
+            _pipelineBatch = CreateBatch(ScriptBlock[0], limit);
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void ProcessRecord()
+    {
+        if (ParameterSetName == TaskSet)
+        {
+            foreach (AsyncTask task in Task)
+            {
+                EnsureLocal(task);
+                _tasks.Add(task);
+            }
+
+            return;
+        }
+
+        if (PipelineMode)
+        {
+            AddTask(_pipelineBatch!, InputObject, hasInput: true);
+            DrainAvailable(OnTaskDone);
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void EndProcessing()
+    {
+        if (ParameterSetName == TaskSet)
+        {
+            GatherGivenTasks();
+            return;
+        }
+
+        try
+        {
+            if (!PipelineMode)
+            {
+                // Every script block is checked before the first one starts.
+                ScriptBatch[] batches = ScriptBlock.Select(sb => CreateBatch(sb, 1)).ToArray();
+                foreach (ScriptBatch batch in batches)
+                {
+                    AddTask(batch, null, hasInput: false);
+                }
+            }
+
+            _gatherer!.Seal();
+            Task all = _gatherer.WhenAllAsync();
+            Pump(all, OnTaskDone, ShowProgress);
+            CompleteProgress();
+            try
+            {
+                all.GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException) when (PipelineStopToken.IsCancellationRequested)
+            {
+                throw new PipelineStoppedException();
+            }
+            catch (TimeoutException ex)
+            {
+                ReportUnfinished("the timeout expired");
+                ThrowTerminatingError(ErrorHelper.Timeout(ex, null));
+            }
+            catch (Exception) when (_gatherer.Trigger?.Tag is AsyncTask trigger)
+            {
+                ReportUnfinished($"task '{trigger.Name}' did not complete");
+                ThrowTerminatingError(ErrorHelper.ForTask(trigger));
+            }
+        }
+        finally
+        {
+            ShutdownOwned();
+        }
+    }
+
+    private bool Bound(string name) => MyInvocation.BoundParameters.ContainsKey(name);
+
+    private void AddTask(ScriptBatch batch, object? input, bool hasInput)
+    {
+        var task = new AsyncTask(batch, input, hasInput, ArgumentList ?? Array.Empty<object>(), CurrentRunspaceId)
+        {
+            Index = _tasks.Count,
+        };
+        _positions[task] = _tasks.Count;
+        _tasks.Add(task);
+        Own(task);
+        task.AttachSink(Sink);
+        task.Bind(_gatherer!.Add(task.ExecuteAsync, tag: task));
+        NotifyWhenDone(task);
+    }
+
+    /// <summary>Releases a finished task's output in input order (or at once with -AsCompleted).</summary>
+    private void OnTaskDone(AsyncTask task)
+    {
+        _done++;
+        if (_firstFailure is null && task.State != WorkTaskState.Completed)
+        {
+            _firstFailure = task;
+        }
+
+        if (AsCompleted)
+        {
+            Emit(task);
+            return;
+        }
+
+        _order.Put(_positions[task], task);
+        while (_order.TryTake(out AsyncTask next))
+        {
+            Emit(next);
+        }
+    }
+
+    private void Emit(AsyncTask task)
+    {
+        if (_halt is not null)
+        {
+            return;
+        }
+
+        if (task.State == WorkTaskState.Completed)
+        {
+            foreach (PSObject item in task.Output)
+            {
+                WriteObject(item);
+            }
+        }
+        else if (ReturnExceptions)
+        {
+            WriteObject(ErrorHelper.ForTask(task));
+        }
+        else
+        {
+            // Fail-fast: nothing after the first task that did not complete is emitted; the
+            // terminating error follows once every owned task has stopped.
+            _halt = task;
+        }
+    }
+
+    /// <summary>Nothing silently dropped: say which items were cancelled or never ran.</summary>
+    private void ReportUnfinished(string reason)
+    {
+        if (ReturnExceptions)
+        {
+            return; // every item was already emitted at its position
+        }
+
+        var cancelled = _tasks.Where(t => t.State == WorkTaskState.Cancelled).ToList();
+        if (cancelled.Count == 0)
+        {
+            return;
+        }
+
+        int neverRan = cancelled.Count(t => t.StartTime is null);
+        string items = string.Join(", ", cancelled.Take(10).Select(Describe)) + (cancelled.Count > 10 ? ", …" : string.Empty);
+        TryWriteWarning(string.Format(
+            CultureInfo.CurrentCulture,
+            "Invoke-Gather stopped because {0}: {1} task(s) were cancelled ({2} of them never started): {3}",
+            reason,
+            cancelled.Count,
+            neverRan,
+            items));
+    }
+
+    private static string Describe(AsyncTask task) =>
+        task.HasInput ? $"#{task.Index} ({LanguagePrimitives.ConvertTo<string>(task.InputObject)})" : $"#{task.Index} ({task.Name})";
+
+    private void ShowProgress()
+    {
+        if (_clock.ElapsedMilliseconds < 1000 || IsProgressSilent())
+        {
+            return;
+        }
+
+        int total = _tasks.Count;
+        int running = _limiter?.InUse ?? 0;
+        int queued = Math.Max(0, total - _done - running);
+        var record = new ProgressRecord(ProgressActivityId, "Invoke-Gather", $"{_done} done, {running} running, {queued} queued")
+        {
+            PercentComplete = total == 0 ? 0 : Math.Min(100, _done * 100 / total),
+        };
+        WriteProgress(record);
+        _progressShown = true;
+    }
+
+    private void CompleteProgress()
+    {
+        if (_progressShown)
+        {
+            WriteProgress(new ProgressRecord(ProgressActivityId, "Invoke-Gather", "Done") { RecordType = ProgressRecordType.Completed });
+        }
+    }
+
+    private bool IsProgressSilent()
+    {
+        object? value = GetVariableValue("ProgressPreference");
+        if (value is PSObject pso)
+        {
+            value = pso.BaseObject;
+        }
+
+        return value is ActionPreference.SilentlyContinue or ActionPreference.Ignore;
+    }
+
+    /// <summary>-Task: gather tasks this cmdlet does not own. Their streams are delivered; they are never cancelled here.</summary>
+    private void GatherGivenTasks()
+    {
+        var distinct = new HashSet<AsyncTask>();
+        List<AsyncTask> given = _tasks.Where(distinct.Add).ToList();
+        if (given.Count == 0)
+        {
+            ThrowArgumentError("No tasks were given to gather.", null);
+        }
+
+        _tasks.Clear();
+        foreach (AsyncTask task in given)
+        {
+            _positions[task] = _tasks.Count;
+            _tasks.Add(task);
+        }
+
+        try
+        {
+            foreach (AsyncTask task in _tasks)
+            {
+                task.AttachSink(Sink);
+                NotifyWhenDone(task);
+            }
+
+            Task<WaitOutcome> wait = AsyncOps.WaitAsync(
+                _tasks.Select(t => (WorkTask)t.Work).ToList(),
+                ReturnExceptions ? ReturnWhen.AllCompleted : ReturnWhen.FirstException,
+                TimeoutSpan,
+                PipelineStopToken);
+            Pump(wait, OnTaskDone);
+
+            WaitOutcome outcome;
+            try
+            {
+                outcome = wait.GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException)
+            {
+                throw new PipelineStoppedException();
+            }
+
+            if (_firstFailure is not null && !ReturnExceptions)
+            {
+                ThrowTerminatingError(ErrorHelper.ForTask(_firstFailure));
+            }
+
+            if (outcome.TimedOut)
+            {
+                ThrowTerminatingError(ErrorHelper.Timeout(
+                    new TimeoutException($"{outcome.Pending.Count} of {_tasks.Count} task(s) did not complete within {Timeout:0.###} s; they were left running."),
+                    outcome.Pending.Select(w => w.Tag).ToArray()));
+            }
+        }
+        finally
+        {
+            foreach (AsyncTask task in _tasks)
+            {
+                task.DetachSink(Sink);
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using System.Management.Automation;
+using System.Threading.Tasks;
+using AsyncGroup.Core;
+
+namespace AsyncGroup.Commands;
+
+/// <summary>
+/// <para type="synopsis">Emits tasks' output and re-raises their errors (asyncio's Task.result and as_completed).</para>
+/// </summary>
+[Cmdlet(VerbsCommunications.Receive, "AsyncTask")]
+[OutputType(typeof(object))]
+public sealed class ReceiveAsyncTaskCommand : TaskCmdletBase
+{
+    /// <summary>The tasks whose results to emit.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
+    [ValidateNotNullOrEmpty]
+    public AsyncTask[] Task { get; set; } = null!;
+
+    /// <summary>Wait for each task to finish (in input order) instead of refusing unfinished ones.</summary>
+    [Parameter]
+    public SwitchParameter Wait { get; set; }
+
+    /// <summary>Wait, and emit each task's output as it finishes (completion order).</summary>
+    [Parameter]
+    public SwitchParameter AsCompleted { get; set; }
+
+    /// <summary>With -Wait or -AsCompleted: seconds to wait at most; then a timeout error (the tasks keep running).</summary>
+    [Parameter]
+    [ValidateRange(0.0, 2147483.0)]
+    public double Timeout { get; set; }
+
+    /// <inheritdoc />
+    protected override void ProcessRecord() => Collect(Task);
+
+    /// <inheritdoc />
+    protected override void EndProcessing()
+    {
+        RequireTasks();
+        TimeSpan? timeout = MyInvocation.BoundParameters.ContainsKey(nameof(Timeout)) ? TimeSpan.FromSeconds(Timeout) : null;
+        foreach (AsyncTask task in Collected)
+        {
+            task.AttachSink(Sink); // buffered and live stream records reach the caller
+        }
+
+        try
+        {
+            if (AsCompleted)
+            {
+                ReceiveAsCompleted(timeout);
+            }
+            else if (Wait)
+            {
+                ReceiveInOrder(timeout);
+            }
+            else
+            {
+                DrainAvailable();
+                foreach (AsyncTask task in Collected)
+                {
+                    if (task.IsDone)
+                    {
+                        Emit(task);
+                    }
+                    else
+                    {
+                        WriteError(new ErrorRecord(
+                            new InvalidOperationException($"Task '{task.Name}' is still {task.State}; use -Wait to wait for its result."),
+                            ErrorIds.TaskNotDone,
+                            ErrorCategory.ResourceBusy,
+                            task));
+                    }
+                }
+            }
+        }
+        finally
+        {
+            foreach (AsyncTask task in Collected)
+            {
+                task.DetachSink(Sink);
+            }
+        }
+    }
+
+    private void ReceiveAsCompleted(TimeSpan? timeout)
+    {
+        IReadOnlyList<Task<WorkTask>> slots = AsyncOps.AsCompleted(Collected.Select(t => (WorkTask)t.Work).ToList(), timeout, PipelineStopToken);
+        foreach (Task<WorkTask> slot in slots)
+        {
+            WorkTask done;
+            try
+            {
+                done = Await(slot);
+            }
+            catch (TimeoutException ex)
+            {
+                ThrowTerminatingError(ErrorHelper.Timeout(ex, Collected.Where(t => !t.IsDone).ToArray()));
+                return;
+            }
+            catch (OperationCanceledException)
+            {
+                throw new PipelineStoppedException();
+            }
+
+            Emit((AsyncTask)done.Tag!);
+        }
+    }
+
+    private void ReceiveInOrder(TimeSpan? timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        foreach (AsyncTask task in Collected)
+        {
+            TimeSpan? left = timeout is { } t ? (t > clock.Elapsed ? t - clock.Elapsed : TimeSpan.Zero) : null;
+            WaitOutcome outcome;
+            try
+            {
+                outcome = Await(AsyncOps.WaitAsync(new WorkTask[] { task.Work }, ReturnWhen.AllCompleted, left, PipelineStopToken));
+            }
+            catch (OperationCanceledException)
+            {
+                throw new PipelineStoppedException();
+            }
+
+            if (outcome.TimedOut)
+            {
+                ThrowTerminatingError(ErrorHelper.Timeout(
+                    new TimeoutException($"Task '{task.Name}' did not finish within {timeout!.Value.TotalSeconds:0.###} s; it is still running."),
+                    task));
+            }
+
+            Emit(task);
+        }
+    }
+
+    private void Emit(AsyncTask task)
+    {
+        DrainAvailable();
+        if (task.State == WorkTaskState.Completed)
+        {
+            foreach (PSObject item in task.Output)
+            {
+                WriteObject(item);
+            }
+        }
+        else
+        {
+            WriteError(ErrorHelper.ForTask(task));
+        }
+    }
+}

@@ -1,0 +1,92 @@
+using System;
+using System.Collections.Generic;
+using System.Management.Automation;
+using AsyncGroup.Core;
+using AsyncGroup.Execution;
+
+namespace AsyncGroup.Commands;
+
+/// <summary>
+/// <para type="synopsis">Starts a script block as a named task in a worker runspace (asyncio's create_task).</para>
+/// </summary>
+[Cmdlet(VerbsLifecycle.Start, "AsyncTask")]
+[OutputType(typeof(AsyncTask))]
+public sealed class StartAsyncTaskCommand : ScriptCmdletBase
+{
+    private ScriptBatch? _batch;
+    private ConcurrencyLimiter? _limiter;
+    private GroupScope? _scope;
+
+    /// <summary>The script block to run; <c>$_</c> is -InputObject, <c>$args</c> is -ArgumentList.</summary>
+    [Parameter(Mandatory = true, Position = 0)]
+    [ValidateNotNull]
+    public ScriptBlock ScriptBlock { get; set; } = null!;
+
+    /// <summary>Arguments passed to the script block.</summary>
+    [Parameter]
+    [Alias("Args")]
+    public object[]? ArgumentList { get; set; }
+
+    /// <summary>Bound to <c>$_</c>; one task per pipeline object.</summary>
+    [Parameter(ValueFromPipeline = true)]
+    public PSObject? InputObject { get; set; }
+
+    /// <summary>The task's name (default <c>Task-&lt;Id&gt;</c>).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Name { get; set; }
+
+    /// <summary>Seconds the task may run; on expiry it is cancelled and fails with a timeout error.</summary>
+    [Parameter]
+    [ValidateRange(0.0, 2147483.0)]
+    public double Timeout { get; set; }
+
+    /// <summary>How many of the tasks this call starts may run at once (default: no limit). Inside Start-TaskGroup the group's limit applies.</summary>
+    [Parameter]
+    [ValidateRange(1, int.MaxValue)]
+    public int ThrottleLimit { get; set; }
+
+    /// <inheritdoc />
+    protected override void BeginProcessing()
+    {
+        _scope = GroupScope.Current;
+        bool throttled = MyInvocation.BoundParameters.ContainsKey(nameof(ThrottleLimit));
+        _batch = CreateBatch(ScriptBlock, throttled ? ThrottleLimit : int.MaxValue);
+        if (throttled && _scope is null)
+        {
+            _limiter = new ConcurrencyLimiter(ThrottleLimit);
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void ProcessRecord()
+    {
+        bool hasInput = MyInvocation.BoundParameters.ContainsKey(nameof(InputObject));
+        var task = new AsyncTask(_batch!, hasInput ? InputObject : null, hasInput, ArgumentList ?? Array.Empty<object>(), CurrentRunspaceId);
+        TimeSpan? timeout = MyInvocation.BoundParameters.ContainsKey(nameof(Timeout)) ? TimeSpan.FromSeconds(Timeout) : null;
+        WorkTask<IReadOnlyList<PSObject>> work;
+        if (_scope is not null)
+        {
+            try
+            {
+                work = _scope.Group.Start<IReadOnlyList<PSObject>>(task.ExecuteAsync, Name, timeout: timeout, tag: task);
+            }
+            catch (InvalidOperationException ex)
+            {
+                ThrowTerminatingError(new ErrorRecord(ex, ErrorIds.GroupClosed, ErrorCategory.InvalidOperation, ScriptBlock));
+                return;
+            }
+
+            // The group's cmdlet delivers its children's streams while it waits for them.
+            task.AttachSink(_scope.Owner.Sink);
+        }
+        else
+        {
+            work = WorkTask<IReadOnlyList<PSObject>>.Run(task.ExecuteAsync, Name, new TaskStartOptions { Limiter = _limiter, Timeout = timeout, Tag = task });
+        }
+
+        task.Bind(work);
+        TaskRegistry.Add(task);
+        WriteObject(task);
+    }
+}

@@ -1,0 +1,190 @@
+using System;
+using System.Management.Automation;
+using System.Threading;
+using System.Threading.Tasks;
+using AsyncGroup.Core;
+
+namespace AsyncGroup.Commands;
+
+/// <summary>
+/// <para type="synopsis">Runs a body in which every Start-AsyncTask joins one structured group (asyncio's TaskGroup).</para>
+/// </summary>
+[Cmdlet(VerbsLifecycle.Start, "TaskGroup")]
+[OutputType(typeof(object))]
+public sealed class StartTaskGroupCommand : ScriptCmdletBase
+{
+    /// <summary>The body, run in the caller's session; its output is this cmdlet's output.</summary>
+    [Parameter(Mandatory = true, Position = 0)]
+    [ValidateNotNull]
+    public ScriptBlock ScriptBlock { get; set; } = null!;
+
+    /// <summary>The group's name, used in its error message.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Name { get; set; }
+
+    /// <summary>Seconds the whole group may take; on expiry every child is cancelled and a timeout error is thrown.</summary>
+    [Parameter]
+    [ValidateRange(0.0, 2147483.0)]
+    public double Timeout { get; set; }
+
+    /// <summary>How many children may run at once (default: no limit).</summary>
+    [Parameter]
+    [ValidateRange(1, int.MaxValue)]
+    public int ThrottleLimit { get; set; }
+
+    /// <inheritdoc />
+    protected override void EndProcessing()
+    {
+        if (string.IsNullOrWhiteSpace(Execution.ScriptPlan.BodyText(ScriptBlock)))
+        {
+            ThrowArgumentError("The script block is empty: give the group a body to run.", ScriptBlock);
+        }
+
+        var options = new TaskGroupOptions
+        {
+            Limiter = MyInvocation.BoundParameters.ContainsKey(nameof(ThrottleLimit)) ? new ConcurrencyLimiter(ThrottleLimit) : null,
+            Timeout = MyInvocation.BoundParameters.ContainsKey(nameof(Timeout)) ? TimeSpan.FromSeconds(Timeout) : null,
+        };
+        var group = new TaskGroup(Name, options, PipelineStopToken);
+        Exception? bodyError = RunBody(group);
+
+        // A stop that came from downstream (Select-Object -First) or Ctrl+C still joins the
+        // children first: the group never returns with a child running.
+        bool bodyStopped = bodyError is PipelineStoppedException && !group.Token.IsCancellationRequested;
+        Task join = group.JoinAsync(bodyStopped ? new OperationCanceledException("The task group's body was stopped.", bodyError) : bodyError);
+        try
+        {
+            Await(join);
+        }
+        catch (TaskGroupException ex)
+        {
+            ThrowTerminatingError(ErrorHelper.GroupFailed(ex, group.Name));
+        }
+        catch (TimeoutException ex)
+        {
+            ThrowTerminatingError(ErrorHelper.Timeout(ex, group.Name));
+        }
+        catch (OperationCanceledException) when (PipelineStopToken.IsCancellationRequested)
+        {
+            throw new PipelineStoppedException();
+        }
+        catch (OperationCanceledException ex) when (!bodyStopped)
+        {
+            ThrowTerminatingError(ErrorHelper.FromException(ex, ErrorIds.TaskCancelled, group.Name));
+        }
+        catch (OperationCanceledException)
+        {
+            // Handled below: the body's own stop is rethrown as it came.
+        }
+        finally
+        {
+            if (!join.IsCompleted)
+            {
+                join.Wait(Execution.Worker.StopGracePeriod + TimeSpan.FromSeconds(2));
+            }
+        }
+
+        if (bodyStopped)
+        {
+            throw bodyError!;
+        }
+    }
+
+    /// <summary>
+    /// Runs the body as a nested pipeline of the caller's runspace, on this thread, so that the
+    /// group can stop it when a child fails while its output and streams flow straight to ours.
+    /// Returns what the body threw (null when it ended normally).
+    /// </summary>
+    private Exception? RunBody(TaskGroup group)
+    {
+        using PowerShell body = PowerShell.Create(RunspaceMode.CurrentRunspace);
+        body.AddScript("param($__agBody) & $__agBody", useLocalScope: true).AddArgument(ScriptBlock);
+        var output = new PSDataCollection<PSObject>();
+        output.DataAdded += (s, e) =>
+        {
+            foreach (PSObject item in output.ReadAll())
+            {
+                WriteObject(item);
+            }
+        };
+        ForwardBodyStreams(body);
+
+        using CancellationTokenRegistration stopBody = group.Token.Register(() =>
+        {
+            try
+            {
+                body.BeginStop(null, null);
+            }
+            catch (ObjectDisposedException)
+            {
+                // The body already ended.
+            }
+        });
+
+        using (GroupScope.Enter(group, this))
+        {
+            try
+            {
+                body.Invoke(null, output);
+                return null;
+            }
+            catch (PipelineStoppedException ex) when (group.Token.IsCancellationRequested)
+            {
+                // We stopped it because a child failed, the deadline passed or the owner stopped.
+                return new OperationCanceledException("The task group's body was stopped.", ex, group.Token);
+            }
+            catch (Exception ex)
+            {
+                return ex;
+            }
+        }
+    }
+
+    private void ForwardBodyStreams(PowerShell body)
+    {
+        PSDataStreams streams = body.Streams;
+        streams.Error.DataAdded += (s, e) =>
+        {
+            foreach (ErrorRecord r in streams.Error.ReadAll())
+            {
+                WriteError(r);
+            }
+        };
+        streams.Warning.DataAdded += (s, e) =>
+        {
+            foreach (WarningRecord r in streams.Warning.ReadAll())
+            {
+                WriteWarning(r.Message);
+            }
+        };
+        streams.Verbose.DataAdded += (s, e) =>
+        {
+            foreach (VerboseRecord r in streams.Verbose.ReadAll())
+            {
+                WriteVerbose(r.Message);
+            }
+        };
+        streams.Debug.DataAdded += (s, e) =>
+        {
+            foreach (DebugRecord r in streams.Debug.ReadAll())
+            {
+                WriteDebug(r.Message);
+            }
+        };
+        streams.Information.DataAdded += (s, e) =>
+        {
+            foreach (InformationRecord r in streams.Information.ReadAll())
+            {
+                WriteInformation(r);
+            }
+        };
+        streams.Progress.DataAdded += (s, e) =>
+        {
+            foreach (ProgressRecord r in streams.Progress.ReadAll())
+            {
+                WriteProgress(r);
+            }
+        };
+    }
+}

@@ -1,0 +1,87 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Management.Automation;
+using AsyncGroup.Core;
+
+namespace AsyncGroup.Commands;
+
+/// <summary>
+/// <para type="synopsis">Waits for tasks with a deadline and emits their output; on expiry cancels what is unfinished and throws a timeout error (asyncio's wait_for).</para>
+/// </summary>
+[Cmdlet(VerbsLifecycle.Wait, "AsyncTask")]
+[OutputType(typeof(object))]
+public sealed class WaitAsyncTaskCommand : TaskCmdletBase
+{
+    /// <summary>The tasks to wait for.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
+    [ValidateNotNullOrEmpty]
+    public AsyncTask[] Task { get; set; } = null!;
+
+    /// <summary>Seconds to wait at most (for all the tasks together); unfinished tasks are then cancelled.</summary>
+    [Parameter]
+    [ValidateRange(0.0, 2147483.0)]
+    public double Timeout { get; set; }
+
+    /// <inheritdoc />
+    protected override void ProcessRecord() => Collect(Task);
+
+    /// <inheritdoc />
+    protected override void EndProcessing()
+    {
+        RequireTasks();
+        TimeSpan? timeout = MyInvocation.BoundParameters.ContainsKey(nameof(Timeout)) ? TimeSpan.FromSeconds(Timeout) : null;
+        var clock = Stopwatch.StartNew();
+        var timedOut = new List<AsyncTask>();
+        TimeoutException? firstTimeout = null;
+        foreach (AsyncTask task in Collected)
+        {
+            task.AttachSink(Sink);
+        }
+
+        try
+        {
+            foreach (AsyncTask task in Collected)
+            {
+                TimeSpan? left = timeout is { } t ? (t > clock.Elapsed ? t - clock.Elapsed : TimeSpan.Zero) : null;
+                try
+                {
+                    IReadOnlyList<PSObject> output = Await(AsyncOps.WaitForAsync(task.Work, left, PipelineStopToken));
+                    DrainAvailable();
+                    foreach (PSObject item in output)
+                    {
+                        WriteObject(item);
+                    }
+                }
+                catch (TimeoutException ex) when (task.State == WorkTaskState.Cancelled)
+                {
+                    firstTimeout ??= ex;
+                    timedOut.Add(task);
+                }
+                catch (OperationCanceledException) when (PipelineStopToken.IsCancellationRequested)
+                {
+                    throw new PipelineStoppedException();
+                }
+                catch (Exception)
+                {
+                    DrainAvailable();
+                    WriteError(ErrorHelper.ForTask(task));
+                }
+            }
+        }
+        finally
+        {
+            foreach (AsyncTask task in Collected)
+            {
+                task.DetachSink(Sink);
+            }
+        }
+
+        if (firstTimeout is not null)
+        {
+            ThrowTerminatingError(ErrorHelper.Timeout(
+                timedOut.Count == 1 ? firstTimeout : new TimeoutException($"{timedOut.Count} task(s) did not complete within {timeout!.Value.TotalSeconds:0.###} s and were cancelled.", firstTimeout),
+                timedOut.Count == 1 ? timedOut[0] : timedOut.ToArray()));
+        }
+    }
+}

@@ -1,0 +1,299 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using System.Management.Automation.Language;
+using System.Text;
+
+namespace AsyncGroup.Execution;
+
+/// <summary>
+/// What every worker of one cmdlet call needs from the caller's session, captured once on the
+/// pipeline thread: location, language mode, preference variables, copied functions, modules and
+/// the initialization script. Immutable.
+/// </summary>
+internal sealed class WorkerSettings
+{
+    private static readonly string[] s_preferenceNames =
+    {
+        "ErrorActionPreference", "WarningPreference", "VerbosePreference", "DebugPreference",
+        "InformationPreference", "ProgressPreference", "ConfirmPreference", "WhatIfPreference",
+    };
+
+    public WorkerSettings(
+        string fileSystemLocation,
+        string? providerLocation,
+        PSLanguageMode languageMode,
+        IReadOnlyList<KeyValuePair<string, object?>> preferences,
+        IReadOnlyList<KeyValuePair<string, string>> functions,
+        IReadOnlyList<string> modules,
+        string? initializationScript)
+    {
+        FileSystemLocation = fileSystemLocation;
+        ProviderLocation = providerLocation;
+        LanguageMode = languageMode;
+        Preferences = preferences;
+        Functions = functions;
+        Modules = modules;
+        InitializationScript = initializationScript;
+    }
+
+    /// <summary>The caller's current file-system location (the fallback when the provider location does not exist in a worker).</summary>
+    public string FileSystemLocation { get; }
+
+    /// <summary>The caller's current location when it is not in the file system (e.g. <c>Env:\</c>).</summary>
+    public string? ProviderLocation { get; }
+
+    public PSLanguageMode LanguageMode { get; }
+
+    public IReadOnlyList<KeyValuePair<string, object?>> Preferences { get; }
+
+    /// <summary>Function name → definition text, copied from the caller (-Function).</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Functions { get; }
+
+    /// <summary>Modules imported into each worker (-ImportModule); part of the pool key.</summary>
+    public IReadOnlyList<string> Modules { get; }
+
+    public string? InitializationScript { get; }
+
+    /// <summary>Captures the caller's session as seen from <paramref name="cmdlet"/>.</summary>
+    /// <exception cref="ArgumentException">A function in <paramref name="functionNames"/> does not exist.</exception>
+    public static WorkerSettings Capture(PSCmdlet cmdlet, string[]? functionNames, string[]? modules, ScriptBlock? initializationScript)
+    {
+        SessionState session = cmdlet.SessionState;
+        PathInfo current = session.Path.CurrentLocation;
+        string fileSystem = session.Path.CurrentFileSystemLocation.ProviderPath;
+        string? provider = string.Equals(current.Provider.Name, "FileSystem", StringComparison.OrdinalIgnoreCase) ? null : current.Path;
+
+        var preferences = new List<KeyValuePair<string, object?>>();
+        foreach (string name in s_preferenceNames)
+        {
+            object? value = EffectivePreference(cmdlet, name);
+            if (value is not null)
+            {
+                preferences.Add(new KeyValuePair<string, object?>(name, value));
+            }
+        }
+
+        var functions = new List<KeyValuePair<string, string>>();
+        foreach (string name in functionNames ?? Array.Empty<string>())
+        {
+            CommandInfo? command = cmdlet.InvokeCommand.GetCommand(name, CommandTypes.Function | CommandTypes.Filter);
+            if (command is not FunctionInfo function)
+            {
+                throw new ArgumentException($"The function '{name}' passed to -Function was not found in the caller's session.", "Function");
+            }
+
+            string definition = function is FilterInfo ? "filter {" + function.Definition + "}" : function.Definition;
+            functions.Add(new KeyValuePair<string, string>(function.Name, definition));
+        }
+
+        string[] moduleList = (modules ?? Array.Empty<string>())
+            .Where(m => !string.IsNullOrWhiteSpace(m))
+            .Distinct(StringComparer.OrdinalIgnoreCase)
+            .OrderBy(m => m, StringComparer.OrdinalIgnoreCase)
+            .ToArray();
+
+        return new WorkerSettings(
+            fileSystem,
+            provider,
+            session.LanguageMode,
+            preferences,
+            functions,
+            moduleList,
+            initializationScript is null ? null : ScriptPlan.BodyText(initializationScript));
+    }
+
+    /// <summary>
+    /// The preference a worker should run with: the common parameter given to the cmdlet when
+    /// there is one (-Verbose, -ErrorAction, …), else the caller's variable. Workers have no host
+    /// to ask, so Inquire becomes Continue there: the record still reaches the caller, whose own
+    /// preference then decides whether to prompt.
+    /// </summary>
+    private static object? EffectivePreference(PSCmdlet cmdlet, string name)
+    {
+        var bound = cmdlet.MyInvocation.BoundParameters;
+        object? value = name switch
+        {
+            "VerbosePreference" when bound.TryGetValue("Verbose", out object? v) => IsSet(v) ? ActionPreference.Continue : ActionPreference.SilentlyContinue,
+            "DebugPreference" when bound.TryGetValue("Debug", out object? d) => IsSet(d) ? ActionPreference.Continue : ActionPreference.SilentlyContinue,
+            "ErrorActionPreference" when bound.TryGetValue("ErrorAction", out object? e) => e,
+            "WarningPreference" when bound.TryGetValue("WarningAction", out object? w) => w,
+            "InformationPreference" when bound.TryGetValue("InformationAction", out object? i) => i,
+            _ => cmdlet.GetVariableValue(name),
+        };
+
+        if (value is PSObject pso)
+        {
+            value = pso.BaseObject;
+        }
+
+        if (value is ActionPreference preference && preference == ActionPreference.Inquire)
+        {
+            return ActionPreference.Continue;
+        }
+
+        return value;
+    }
+
+    private static bool IsSet(object? value) => value switch
+    {
+        SwitchParameter s => s.IsPresent,
+        bool b => b,
+        _ => value is not null,
+    };
+}
+
+/// <summary>
+/// One script block made ready to cross runspaces: its text (re-created in each worker, never
+/// invoked on another runspace's thread), its <c>$using:</c> values, and the settings of the call.
+/// Immutable; built on the pipeline thread.
+/// </summary>
+internal sealed class ScriptPlan
+{
+    internal const string UsingPrefix = "__ag_using_";
+
+    private ScriptPlan(string displayText, string workerText, IReadOnlyList<KeyValuePair<string, object?>> usingValues, WorkerSettings settings)
+    {
+        DisplayText = displayText;
+        WorkerText = workerText;
+        UsingValues = usingValues;
+        Settings = settings;
+    }
+
+    /// <summary>The script block as the user wrote it.</summary>
+    public string DisplayText { get; }
+
+    /// <summary>What workers parse: <c>$using:</c> rewritten to variables, and a simple body wrapped in <c>process {}</c> so <c>$_</c> binds.</summary>
+    public string WorkerText { get; }
+
+    /// <summary>Worker variable name → value for every <c>$using:</c> expression.</summary>
+    public IReadOnlyList<KeyValuePair<string, object?>> UsingValues { get; }
+
+    public WorkerSettings Settings { get; }
+
+    /// <summary>Builds the plan, evaluating every <c>$using:</c> expression in the caller's scope.</summary>
+    /// <exception cref="ArgumentException">The script block is empty, or a $using: value is unset or is a script block.</exception>
+    public static ScriptPlan Create(PSCmdlet cmdlet, ScriptBlock scriptBlock, WorkerSettings settings)
+    {
+        if (scriptBlock is null)
+        {
+            throw new ArgumentException("The script block cannot be null.", "ScriptBlock");
+        }
+
+        var ast = (ScriptBlockAst)scriptBlock.Ast;
+        string body = BodyText(scriptBlock);
+        if (string.IsNullOrWhiteSpace(body) || IsEmpty(ast))
+        {
+            throw new ArgumentException("The script block is empty: give it something to run.", "ScriptBlock");
+        }
+
+        int bodyStart = BodyStartOffset(ast);
+        var usings = ast.FindAll(a => a is UsingExpressionAst, searchNestedScriptBlocks: true)
+            .Cast<UsingExpressionAst>()
+            .OrderBy(u => u.Extent.StartOffset)
+            .ToList();
+
+        var values = new List<KeyValuePair<string, object?>>();
+        var byExpression = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        var text = new StringBuilder(body.Length + 16);
+        int position = 0;
+        foreach (UsingExpressionAst usingAst in usings)
+        {
+            string expression = usingAst.Extent.Text;
+            if (!byExpression.TryGetValue(expression, out string? variable))
+            {
+                variable = UsingPrefix + values.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                byExpression.Add(expression, variable);
+                values.Add(new KeyValuePair<string, object?>(variable, EvaluateUsing(cmdlet, usingAst)));
+            }
+
+            int start = usingAst.Extent.StartOffset - bodyStart;
+            text.Append(body, position, start - position).Append('$').Append(variable);
+            position = usingAst.Extent.EndOffset - bodyStart;
+        }
+
+        text.Append(body, position, body.Length - position);
+        string workerText = NeedsProcessWrapper(ast) ? "process {" + text + "\n}" : text.ToString();
+        return new ScriptPlan(body, workerText, values, settings);
+    }
+
+    /// <summary>The text between a literal's braces (or the whole text of a created script block).</summary>
+    internal static string BodyText(ScriptBlock scriptBlock)
+    {
+        var ast = (ScriptBlockAst)scriptBlock.Ast;
+        string text = ast.Extent.Text;
+        return HasBraces(ast, text) ? text.Substring(1, text.Length - 2) : text;
+    }
+
+    private static int BodyStartOffset(ScriptBlockAst ast) =>
+        ast.Extent.StartOffset + (HasBraces(ast, ast.Extent.Text) ? 1 : 0);
+
+    private static bool HasBraces(ScriptBlockAst ast, string text) =>
+        ast.Parent is not null && text.Length >= 2 && text[0] == '{' && text[text.Length - 1] == '}';
+
+    private static bool IsEmpty(ScriptBlockAst ast) =>
+        ast.ParamBlock is null && ast.DynamicParamBlock is null && ast.BeginBlock is null && ast.ProcessBlock is null
+        && (ast.EndBlock is null || ast.EndBlock.Statements.Count == 0) && ast.EndBlock?.Traps is not { Count: > 0 }
+        && !HasOtherNamedBlocks(ast);
+
+    /// <summary>
+    /// A body with no param block and no named blocks runs as a process block so that <c>$_</c>
+    /// is each input, as ForEach-Object -Parallel does. Anything else keeps its own blocks and
+    /// receives the input through the pipeline.
+    /// </summary>
+    private static bool NeedsProcessWrapper(ScriptBlockAst ast) =>
+        ast.ParamBlock is null && ast.DynamicParamBlock is null && ast.BeginBlock is null && ast.ProcessBlock is null
+        && (ast.EndBlock is null || ast.EndBlock.Unnamed) && !HasOtherNamedBlocks(ast);
+
+    // PowerShell 7.3 added a clean block; look it up by name so the 5.1 reference still compiles.
+    private static bool HasOtherNamedBlocks(ScriptBlockAst ast) =>
+        ast.GetType().GetProperty("CleanBlock")?.GetValue(ast) is not null;
+
+    private static object? EvaluateUsing(PSCmdlet cmdlet, UsingExpressionAst usingAst)
+    {
+        VariableExpressionAst variable = UsingExpressionAst.ExtractUsingVariable(usingAst);
+        string name = variable.VariablePath.UserPath;
+        object? value;
+        if (usingAst.SubExpression is VariableExpressionAst && !name.Contains(':'))
+        {
+            PSVariable? psVariable = cmdlet.SessionState.PSVariable.Get(name);
+            if (psVariable is null)
+            {
+                throw new ArgumentException(
+                    $"The value of the using variable '{usingAst.Extent.Text}' cannot be retrieved because it has not been set in the caller's session.", "ScriptBlock");
+            }
+
+            value = psVariable.Value;
+        }
+        else
+        {
+            // Index and member access ($using:a[0], $using:h.Key) and drive-qualified names
+            // ($using:env:PATH): evaluate the same expression without 'using:' in the caller's scope.
+            string expression = usingAst.SubExpression.Extent.Text;
+            int colon = expression.IndexOf("using:", StringComparison.OrdinalIgnoreCase);
+            if (colon >= 0)
+            {
+                expression = expression.Remove(colon, "using:".Length);
+            }
+
+            var results = cmdlet.InvokeCommand.InvokeScript(expression);
+            value = results.Count switch
+            {
+                0 => null,
+                1 => results[0],
+                _ => results.ToArray(),
+            };
+        }
+
+        object? inner = value is PSObject pso ? pso.BaseObject : value;
+        if (inner is ScriptBlock)
+        {
+            throw new ArgumentException(
+                $"The using variable '{usingAst.Extent.Text}' holds a script block. Script blocks cannot be passed with $using: because they would run on another runspace's thread; pass its text and re-create it with [scriptblock]::Create().",
+                "ScriptBlock");
+        }
+
+        return value;
+    }
+}

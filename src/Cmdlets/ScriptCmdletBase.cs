@@ -1,0 +1,70 @@
+using System;
+using System.Management.Automation;
+using AsyncGroup.Execution;
+
+namespace AsyncGroup.Commands;
+
+/// <summary>
+/// Base of the cmdlets that run script blocks in workers: the parameters they share and the one
+/// way to turn a script block into worker work.
+/// </summary>
+public abstract class ScriptCmdletBase : AsyncGroupCmdlet
+{
+    private WorkerSettings? _settings;
+
+    /// <summary>Modules to import into every worker runspace.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string[]? ImportModule { get; set; }
+
+    /// <summary>Names of the caller's functions to copy into every worker.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(FunctionNameCompleter))]
+    public string[]? Function { get; set; }
+
+    /// <summary>A script run in each worker before its first task (its definitions are visible to the tasks).</summary>
+    [Parameter]
+    [ValidateNotNull]
+    public ScriptBlock? InitializationScript { get; set; }
+
+    /// <summary>The session settings every worker of this call gets, captured once.</summary>
+    internal WorkerSettings Settings => _settings ??= CaptureSettings();
+
+    /// <summary>Turns a script block into a batch served by at most <paramref name="maxWorkers"/> workers.</summary>
+    internal ScriptBatch CreateBatch(ScriptBlock scriptBlock, int maxWorkers)
+    {
+        ScriptPlan plan;
+        try
+        {
+            plan = ScriptPlan.Create(this, scriptBlock, Settings);
+        }
+        catch (ArgumentException ex) when (ex.Message.Contains("$using:") || ex.Message.Contains("using variable"))
+        {
+            ThrowTerminatingError(new ErrorRecord(ex, ErrorIds.UsingScriptBlock, ErrorCategory.InvalidArgument, scriptBlock));
+            throw; // not reached
+        }
+        catch (ArgumentException ex)
+        {
+            ThrowArgumentError(ex.Message, scriptBlock, ex);
+            throw; // not reached
+        }
+
+        var batch = new ScriptBatch(plan, maxWorkers);
+        TrackBatch(batch);
+        return batch;
+    }
+
+    private WorkerSettings CaptureSettings()
+    {
+        try
+        {
+            return WorkerSettings.Capture(this, Function, ImportModule, InitializationScript);
+        }
+        catch (ArgumentException ex)
+        {
+            ThrowArgumentError(ex.Message, Function, ex);
+            throw; // not reached
+        }
+    }
+}
