@@ -69,6 +69,15 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     /// <summary>Records a batch to complete when the cmdlet ends, so its idle workers go back to the pool.</summary>
     internal void TrackBatch(ScriptBatch batch) => _batches.Add(batch);
 
+    /// <summary>Declares that no more tasks will be queued on this cmdlet's batches.</summary>
+    internal void CompleteBatches()
+    {
+        foreach (ScriptBatch batch in _batches)
+        {
+            batch.Complete();
+        }
+    }
+
     /// <summary>Posts a task's completion to the writer queue (called from any thread).</summary>
     internal void NotifyWhenDone(AsyncTask task) =>
         task.Work.AddDoneCallback(_ => _sink.Post(new StreamMessage(StreamKind.TaskDone, null, task)));
@@ -146,11 +155,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
             _owned.Clear();
         }
 
-        foreach (ScriptBatch batch in _batches)
-        {
-            batch.Complete();
-        }
-
+        CompleteBatches();
         _batches.Clear();
         if (owned.Length == 0)
         {

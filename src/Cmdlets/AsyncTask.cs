@@ -32,6 +32,8 @@ public sealed class AsyncTask
     private ErrorRecord? _error;
     private EventHandler? _completed;
     private Worker? _runningOn;
+    private DateTimeOffset? _startedAt;
+    private int _queued;
 
     internal AsyncTask(ScriptBatch batch, object? input, bool hasInput, object?[] arguments, Guid ownerRunspaceId)
     {
@@ -40,6 +42,7 @@ public sealed class AsyncTask
         HasInput = hasInput;
         Arguments = arguments;
         OwnerRunspaceId = ownerRunspaceId;
+        batch.Register();
     }
 
     /// <summary>Raised once when the task reaches its final state (usable with Register-ObjectEvent).</summary>
@@ -69,7 +72,8 @@ public sealed class AsyncTask
     public string Name => Work.Name;
 
     /// <summary>Pending, Running, Completed, Failed or Cancelled.</summary>
-    public WorkTaskState State => Work.State;
+    /// <remarks>Running only once a worker has started it: a task waiting in its batch's queue is Pending.</remarks>
+    public WorkTaskState State => Work.State == WorkTaskState.Running && _startedAt is null ? WorkTaskState.Pending : Work.State;
 
     /// <summary>True once the state is final.</summary>
     public bool IsDone => Work.IsDone;
@@ -116,14 +120,14 @@ public sealed class AsyncTask
         }
     }
 
-    /// <summary>When the script block started running.</summary>
-    public DateTime? StartTime => Work.StartTime?.LocalDateTime;
+    /// <summary>When a worker started running the script block; null if it never ran.</summary>
+    public DateTime? StartTime => _startedAt?.LocalDateTime;
 
     /// <summary>When the task reached its final state.</summary>
     public DateTime? EndTime => Work.EndTime?.LocalDateTime;
 
     /// <summary>How long it ran.</summary>
-    public TimeSpan? Duration => Work.Duration;
+    public TimeSpan? Duration => _startedAt is { } s && Work.EndTime is { } e ? e - s : null;
 
     internal WorkTask<IReadOnlyList<PSObject>> Work => _work ?? throw new InvalidOperationException("The task is not bound yet.");
 
@@ -157,7 +161,7 @@ public sealed class AsyncTask
         // Core may start the work before the creating thread has bound it; the executor needs Work.
         if (_bound.Task.IsCompleted)
         {
-            Batch.Enqueue(this, cancellationToken);
+            EnqueueOnce(cancellationToken);
             return _execution.Task;
         }
 
@@ -175,9 +179,18 @@ public sealed class AsyncTask
     private async Task<IReadOnlyList<PSObject>> ExecuteAfterBindAsync(CancellationToken cancellationToken)
     {
         await _bound.Task.ConfigureAwait(false);
-        Batch.Enqueue(this, cancellationToken);
+        EnqueueOnce(cancellationToken);
         return await _execution.Task.ConfigureAwait(false);
     }
+
+    private void EnqueueOnce(CancellationToken cancellationToken)
+    {
+        Interlocked.Exchange(ref _queued, 1);
+        Batch.Enqueue(this, cancellationToken);
+    }
+
+    /// <summary>A worker starts running the task now.</summary>
+    internal void MarkStarted() => _startedAt = DateTimeOffset.Now;
 
     internal void AddOutput(PSObject item)
     {
@@ -259,6 +272,11 @@ public sealed class AsyncTask
 
     private void OnDone()
     {
+        if (Interlocked.Exchange(ref _queued, 1) == 0)
+        {
+            Batch.Unregister(); // cancelled before its work ever ran
+        }
+
         if (State == WorkTaskState.Failed)
         {
             lock (_gate)

@@ -31,6 +31,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     private AsyncTask? _halt;
     private AsyncTask? _firstFailure;
     private int _done;
+    private int _throttle;
     private bool _progressShown;
 
     /// <summary>The script blocks to run concurrently, or with pipeline input the one script block run for each object.</summary>
@@ -93,7 +94,12 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         }
 
         int limit = Bound(nameof(ThrottleLimit)) ? ThrottleLimit : PipelineMode ? 5 : ScriptBlock.Length;
-        _limiter = new ConcurrencyLimiter(limit);
+        _throttle = limit;
+
+        // With pipeline input one batch serves every item and its workers (at most the throttle
+        // limit) are the limit: items wait in the batch queue, so a worker goes straight from one
+        // item to the next. Separate script blocks are separate batches, limited by Core.
+        _limiter = PipelineMode ? null : new ConcurrencyLimiter(limit);
         _gatherer = new Gatherer<IReadOnlyList<PSObject>>(
             new GatherOptions
             {
@@ -153,6 +159,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             }
 
             _gatherer!.Seal();
+            CompleteBatches(); // workers leave as soon as the queue drains, ready for the next call
             Task all = _gatherer.WhenAllAsync();
             Pump(all, OnTaskDone, ShowProgress);
             CompleteProgress();
@@ -281,7 +288,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         }
 
         int total = _tasks.Count;
-        int running = _limiter?.InUse ?? 0;
+        int running = Math.Min(_throttle, _tasks.Count(t => t.State == WorkTaskState.Running));
         int queued = Math.Max(0, total - _done - running);
         var record = new ProgressRecord(ProgressActivityId, "Invoke-Gather", $"{_done} done, {running} running, {queued} queued")
         {

@@ -17,6 +17,7 @@ internal sealed class ScriptBatch
     private readonly int _maxWorkers;
     private int _workers;
     private int _waiting;
+    private int _unqueued; // tasks created for this batch that have not reached the queue yet
     private bool _completed;
 
     public ScriptBatch(ScriptPlan plan, int maxWorkers)
@@ -30,12 +31,32 @@ internal sealed class ScriptBatch
 
     public WorkerPool Pool { get; }
 
+    /// <summary>A task was created for this batch: until it is queued (or ends first), the batch is not drained.</summary>
+    public void Register()
+    {
+        lock (_gate)
+        {
+            _unqueued++;
+        }
+    }
+
+    /// <summary>A registered task ended without ever being queued (cancelled while pending).</summary>
+    public void Unregister()
+    {
+        lock (_gate)
+        {
+            _unqueued--;
+            Monitor.PulseAll(_gate);
+        }
+    }
+
     /// <summary>Queues a task whose Core work just started; it is cancelled through <paramref name="cancellationToken"/>.</summary>
     public void Enqueue(AsyncTask task, CancellationToken cancellationToken)
     {
         bool spawn;
         lock (_gate)
         {
+            _unqueued--;
             _queue.AddLast(task);
             spawn = NeedWorkerLocked();
             Monitor.Pulse(_gate);
@@ -71,7 +92,7 @@ internal sealed class ScriptBatch
                     return first.Value;
                 }
 
-                if (_completed)
+                if (_completed && _unqueued == 0)
                 {
                     return null;
                 }
@@ -113,7 +134,7 @@ internal sealed class ScriptBatch
         {
             lock (_gate)
             {
-                return _queue.Count > 0 || !_completed;
+                return _queue.Count > 0 || !_completed || _unqueued > 0;
             }
         }
     }

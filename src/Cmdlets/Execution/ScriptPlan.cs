@@ -164,7 +164,7 @@ internal sealed class ScriptPlan
     /// <summary>The script block as the user wrote it.</summary>
     public string DisplayText { get; }
 
-    /// <summary>What workers parse: <c>$using:</c> rewritten to variables, and a simple body wrapped in <c>process {}</c> so <c>$_</c> binds.</summary>
+    /// <summary>What workers parse: the body with every <c>$using:</c> expression rewritten to a variable.</summary>
     public string WorkerText { get; }
 
     /// <summary>Worker variable name → value for every <c>$using:</c> expression.</summary>
@@ -214,8 +214,7 @@ internal sealed class ScriptPlan
         }
 
         text.Append(body, position, body.Length - position);
-        string workerText = NeedsProcessWrapper(ast) ? "process {" + text + "\n}" : text.ToString();
-        return new ScriptPlan(body, workerText, values, settings);
+        return new ScriptPlan(body, text.ToString(), values, settings);
     }
 
     /// <summary>The text between a literal's braces (or the whole text of a created script block).</summary>
@@ -236,15 +235,6 @@ internal sealed class ScriptPlan
         ast.ParamBlock is null && ast.DynamicParamBlock is null && ast.BeginBlock is null && ast.ProcessBlock is null
         && (ast.EndBlock is null || ast.EndBlock.Statements.Count == 0) && ast.EndBlock?.Traps is not { Count: > 0 }
         && !HasOtherNamedBlocks(ast);
-
-    /// <summary>
-    /// A body with no param block and no named blocks runs as a process block so that <c>$_</c>
-    /// is each input, as ForEach-Object -Parallel does. Anything else keeps its own blocks and
-    /// receives the input through the pipeline.
-    /// </summary>
-    private static bool NeedsProcessWrapper(ScriptBlockAst ast) =>
-        ast.ParamBlock is null && ast.DynamicParamBlock is null && ast.BeginBlock is null && ast.ProcessBlock is null
-        && (ast.EndBlock is null || ast.EndBlock.Unnamed) && !HasOtherNamedBlocks(ast);
 
     // PowerShell 7.3 added a clean block; look it up by name so the 5.1 reference still compiles.
     private static bool HasOtherNamedBlocks(ScriptBlockAst ast) =>

@@ -1,5 +1,6 @@
 using System;
 using System.Collections;
+using System.Collections.Generic;
 using System.ComponentModel;
 using System.Management.Automation;
 using System.Management.Automation.Runspaces;
@@ -20,28 +21,22 @@ internal sealed class Worker
     /// <summary>How long a cancelled task may take to stop before its runspace is abandoned.</summary>
     internal static readonly TimeSpan StopGracePeriod = TimeSpan.FromSeconds(1);
 
-    // Runs in the worker runspace. Kept tiny: the C# context does the per-item bookkeeping.
+    // Runs in the worker runspace. The initialization script is dot-sourced here so that its
+    // definitions are visible to every task; the per-task loop itself is C# (Worker.Run).
     private const string DriverScript = @"param($__ag)
-$__ag_sb = $__ag.Prepare($ExecutionContext.SessionState)
-$__ag_init = $__ag.Initialization
+$__ag_init = $__ag.Prepare($ExecutionContext.SessionState)
 if ($null -ne $__ag_init) { . $__ag_init }
-while ($__ag.MoveNext()) {
-    try {
-        $__ag_args = $__ag.Arguments
-        if ($__ag.HasInput) { ,$__ag.Input | & $__ag_sb @__ag_args } else { & $__ag_sb @__ag_args }
-    }
-    catch {
-        $__ag.Fail($_)
-    }
-}";
+$__ag.Run()";
 
     private readonly object _gate = new();
     private readonly WorkerPool _pool;
     private PowerShell? _ps;
     private ScriptBatch? _batch;
     private AsyncTask? _current;
+    private ScriptBlock? _body;
     private bool _stopping;
     private bool _abandoned;
+    private bool _returningSignalled;
 
     internal Worker(WorkerPool pool, Runspace runspace)
     {
@@ -61,14 +56,10 @@ while ($__ag.MoveNext()) {
         ps.Runspace = Runspace;
         ps.AddScript(DriverScript, useLocalScope: true).AddArgument(new WorkerDriverContext(this, batch.Plan));
         HookStreams(ps);
+        // Task output is returned by InvokeWithContext; anything else the driver writes (say, an
+        // initialization script's output) belongs to no task and is dropped.
         var output = new PSDataCollection<PSObject>();
-        output.DataAdded += (s, e) =>
-        {
-            foreach (PSObject item in ((PSDataCollection<PSObject>)s!).ReadAll())
-            {
-                _current?.AddOutput(item);
-            }
-        };
+        output.DataAdded += (s, e) => ((PSDataCollection<PSObject>)s!).ReadAll();
 
         lock (_gate)
         {
@@ -116,7 +107,8 @@ while ($__ag.MoveNext()) {
 
     // --- called by the driver, on the worker's pipeline thread -------------------------------
 
-    internal ScriptBlock Prepare(SessionState session, ScriptPlan plan)
+    /// <summary>Applies the caller's settings to the driver scope, re-creates the script block; returns the initialization script, if any.</summary>
+    internal ScriptBlock? Prepare(SessionState session, ScriptPlan plan)
     {
         WorkerSettings settings = plan.Settings;
         foreach (var preference in settings.Preferences)
@@ -143,8 +135,8 @@ while ($__ag.MoveNext()) {
                 session.InvokeProvider.Item.Set(@"function:\" + function.Key, ScriptBlock.Create(function.Value));
             }
 
-            Initialization = settings.InitializationScript is null ? null : ScriptBlock.Create(settings.InitializationScript);
-            return ScriptBlock.Create(plan.WorkerText);
+            _body = ScriptBlock.Create(plan.WorkerText);
+            return settings.InitializationScript is null ? null : ScriptBlock.Create(settings.InitializationScript);
         }
         finally
         {
@@ -152,7 +144,52 @@ while ($__ag.MoveNext()) {
         }
     }
 
-    internal ScriptBlock? Initialization { get; private set; }
+    /// <summary>
+    /// The per-task loop, on the worker's pipeline thread: each task runs the script block in a
+    /// fresh child scope of the driver (InvokeWithContext, with <c>$_</c> defined), so nothing an
+    /// item defines is seen by the next one, and no pipeline is created per item.
+    /// </summary>
+    internal void Run(SessionState session, ScriptPlan plan)
+    {
+        ScriptBlock body = _body!;
+        var variables = new List<PSVariable>(1);
+        while (MoveNext(session, plan))
+        {
+            AsyncTask task = _current!;
+            variables.Clear();
+            if (task.HasInput)
+            {
+                variables.Add(new PSVariable("_", task.InputObject));
+            }
+
+            try
+            {
+                foreach (PSObject item in body.InvokeWithContext((IDictionary?)null, variables, task.Arguments))
+                {
+                    task.AddOutput(item);
+                }
+            }
+            catch (PipelineStoppedException)
+            {
+                throw; // the driver is being stopped: DriverEnded settles the task
+            }
+            catch (RuntimeException ex)
+            {
+                Fail(ex.ErrorRecord);
+            }
+            catch (Exception ex) when (IsFlowControl(ex))
+            {
+                // 'exit', or 'break'/'continue' outside a loop, ends the task as it would end a script.
+            }
+            catch (Exception ex)
+            {
+                Fail(ErrorHelper.FromException(ex, ErrorIds.TaskFailed, task));
+            }
+        }
+    }
+
+    private static bool IsFlowControl(Exception ex) =>
+        ex.GetType().Name is "ExitException" or "BreakException" or "ContinueException" or "ReturnException";
 
     internal AsyncTask? Current => _current;
 
@@ -181,6 +218,8 @@ while ($__ag.MoveNext()) {
             AsyncTask? next = batch.Take();
             if (next is null)
             {
+                _pool.Returning(); // tell renters this worker is about to come back
+                _returningSignalled = true;
                 return false;
             }
 
@@ -203,6 +242,7 @@ while ($__ag.MoveNext()) {
             }
 
             ResetBetweenItems(session, plan.Settings);
+            next.MarkStarted();
             return true;
         }
     }
@@ -393,6 +433,12 @@ while ($__ag.MoveNext()) {
         }
 
         batch.WorkerLeft();
+        if (!_returningSignalled)
+        {
+            _pool.Returning();
+        }
+
+        _returningSignalled = false;
         _pool.Return(this);
     }
 
@@ -438,28 +484,13 @@ public sealed class WorkerDriverContext
         _plan = plan;
     }
 
-    /// <summary>The -InitializationScript, re-created in the worker; null when none.</summary>
-    public ScriptBlock? Initialization => _worker.Initialization;
-
-    /// <summary>True when the current task has a pipeline input for <c>$_</c>.</summary>
-    public bool HasInput => _worker.Current?.HasInput ?? false;
-
-    /// <summary>The current task's input.</summary>
-    public object? Input => _worker.Current?.InputObject;
-
-    /// <summary>The current task's -ArgumentList.</summary>
-    public object?[] Arguments => _worker.Current?.Arguments ?? Array.Empty<object?>();
-
-    /// <summary>Applies the caller's settings to the driver scope and returns the re-created script block.</summary>
-    public ScriptBlock Prepare(SessionState session)
+    /// <summary>Applies the caller's settings to the driver scope; returns the initialization script to dot-source, if any.</summary>
+    public ScriptBlock? Prepare(SessionState session)
     {
         _session = session;
         return _worker.Prepare(session, _plan);
     }
 
-    /// <summary>Finishes the previous task and moves to the next; false when the driver should end.</summary>
-    public bool MoveNext() => _worker.MoveNext(_session!, _plan);
-
-    /// <summary>Records the current task's terminating error.</summary>
-    public void Fail(ErrorRecord errorRecord) => _worker.Fail(errorRecord);
+    /// <summary>Runs tasks until the batch is drained or the driver is stopped.</summary>
+    public void Run() => _worker.Run(_session!, _plan);
 }

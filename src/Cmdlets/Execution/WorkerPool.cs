@@ -17,6 +17,9 @@ internal sealed class WorkerPool
     /// <summary>How long an idle worker is kept.</summary>
     internal static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(60);
 
+    /// <summary>How long Rent waits for a returning worker before opening a new runspace.</summary>
+    private static readonly TimeSpan ReturnWait = TimeSpan.FromMilliseconds(200);
+
     private static readonly ConcurrentDictionary<string, WorkerPool> s_pools = new(StringComparer.OrdinalIgnoreCase);
     private static readonly Timer s_trimTimer = new(_ => TrimAll(), null, TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(15));
     private static int s_created;
@@ -24,6 +27,7 @@ internal sealed class WorkerPool
     private readonly object _gate = new();
     private readonly Stack<Worker> _idle = new();
     private readonly string[] _modules;
+    private int _returning;
     private bool _closed;
 
     private WorkerPool(string[] modules) => _modules = modules;
@@ -71,6 +75,18 @@ internal sealed class WorkerPool
     {
         lock (_gate)
         {
+            // A worker on its way back (its driver ended, its state is being reset) is a
+            // millisecond away; opening a new runspace costs tens. Back-to-back calls reuse it.
+            var deadline = DateTime.UtcNow + ReturnWait;
+            while (_idle.Count == 0 && _returning > 0)
+            {
+                TimeSpan left = deadline - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero || !Monitor.Wait(_gate, left))
+                {
+                    break;
+                }
+            }
+
             if (_idle.Count > 0)
             {
                 return _idle.Pop();
@@ -80,26 +96,39 @@ internal sealed class WorkerPool
         return Create();
     }
 
+    /// <summary>A worker's driver is ending and it will be returned shortly.</summary>
+    internal void Returning()
+    {
+        lock (_gate)
+        {
+            _returning++;
+        }
+    }
+
     internal void Return(Worker worker)
     {
+        bool healthy = true;
         try
         {
             worker.Reset();
         }
         catch (Exception)
         {
-            worker.Dispose();
-            return;
+            healthy = false;
         }
 
         lock (_gate)
         {
-            if (!_closed)
+            _returning = Math.Max(0, _returning - 1);
+            if (healthy && !_closed)
             {
                 worker.IdleSince = DateTime.UtcNow;
                 _idle.Push(worker);
+                Monitor.Pulse(_gate);
                 return;
             }
+
+            Monitor.Pulse(_gate);
         }
 
         worker.Dispose();
