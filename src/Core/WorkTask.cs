@@ -262,19 +262,11 @@ public abstract class WorkTask
         }
 
         Interlocked.CompareExchange(ref _cancelCause, cause, CauseNone);
-        bool finishedHere = false;
-        lock (_gate)
-        {
-            if (State == WorkTaskState.Pending)
-            {
-                finishedHere = true;
-            }
-        }
 
-        if (finishedHere)
-        {
-            TryFinish(WorkTaskState.Cancelled, new OperationCanceledException($"Task '{Name}' was cancelled before it started.", CancellationToken), setResult: false);
-        }
+        // The Pending check and the move to Cancelled must be one step under the gate: checked
+        // apart, the worker could move the task to Running in between, and the task would be
+        // reported Cancelled while its work still ran.
+        TryFinish(WorkTaskState.Cancelled, new OperationCanceledException($"Task '{Name}' was cancelled before it started.", CancellationToken), setResult: false, onlyIfPending: true);
 
         try
         {
@@ -289,12 +281,12 @@ public abstract class WorkTask
         return true;
     }
 
-    private void TryFinish(WorkTaskState final, Exception? error, bool setResult)
+    private void TryFinish(WorkTaskState final, Exception? error, bool setResult, bool onlyIfPending = false)
     {
         List<DoneCallback>? callbacks;
         lock (_gate)
         {
-            if (IsFinal(State))
+            if (IsFinal(State) || (onlyIfPending && State != WorkTaskState.Pending))
             {
                 return;
             }

@@ -208,7 +208,7 @@ public class WorkTaskTests
         Assert.False(t.IsCancellationRequested);
     }
 
-    [Fact(Skip = "Core bug: Cancel racing the start; fixed in the next commits")]
+    [Fact]
     public async Task A_cancel_racing_the_start_never_reports_Cancelled_for_work_that_ran()
     {
         // The work ignores its token and returns at once, so the only valid outcomes are
