@@ -40,6 +40,7 @@ public abstract class WorkTask
     private readonly TimeSpan? _timeout;
     private CancellationTokenRegistration _parentRegistration;
     private CancellationTokenSource? _timeoutCts;
+    private Task? _slot;
     private List<DoneCallback>? _callbacks = new();
     private int _state;
     private int _cancelCause;
@@ -176,6 +177,11 @@ public abstract class WorkTask
             throw new InvalidOperationException("The task was already started.");
         }
 
+        // Queue for a slot here, on the creator's thread: the limiter admits waiters first-in
+        // first-out, so tasks are admitted in creation order. Queued from the pool instead, the
+        // order would be whatever order the pool ran RunAsync in (LIFO for a pool thread's own queue).
+        _slot = _limiter?.WaitAsync(CancellationToken);
+
         // Never run user work on the creator's thread: creating a task must not block.
         _ = Task.Run(RunAsync);
     }
@@ -189,11 +195,11 @@ public abstract class WorkTask
         bool slotTaken = false;
         try
         {
-            if (_limiter is not null)
+            if (_slot is not null)
             {
                 try
                 {
-                    await _limiter.WaitAsync(CancellationToken).ConfigureAwait(false);
+                    await _slot.ConfigureAwait(false);
                     slotTaken = true;
                 }
                 catch (OperationCanceledException oce)

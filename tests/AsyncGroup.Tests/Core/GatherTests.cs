@@ -160,7 +160,7 @@ public class GatherTests
         Assert.True(gatherer.IsStopping);
     }
 
-    [Fact(Skip = "Core bug: limiter admission follows pool order; fixed in the next commits")]
+    [Fact]
     public async Task The_first_failure_cancels_queued_tasks_before_they_run()
     {
         var boom = new InvalidOperationException("boom");

@@ -43,7 +43,7 @@ public class LimiterTests
         Assert.InRange(Volatile.Read(ref max), 1, limit);
     }
 
-    [Fact(Skip = "Core bug: limiter admission follows pool order; fixed in the next commits")]
+    [Fact]
     public async Task A_limiter_admits_exactly_N_and_queues_the_rest_as_Pending()
     {
         var limiter = new ConcurrencyLimiter(2);
@@ -60,7 +60,7 @@ public class LimiterTests
         Assert.All(tasks, t => Assert.Equal(WorkTaskState.Completed, t.State));
     }
 
-    [Fact(Skip = "Core bug: limiter admission follows pool order; fixed in the next commits")]
+    [Fact]
     public async Task Tasks_start_in_creation_order_under_a_limiter()
     {
         var order = new ConcurrentQueue<int>();
@@ -77,7 +77,7 @@ public class LimiterTests
         Assert.Equal(Enumerable.Range(0, 40), order);
     }
 
-    [Fact(Skip = "Core bug: limiter admission follows pool order; fixed in the next commits")]
+    [Fact]
     public async Task Tasks_created_on_a_pool_thread_start_in_creation_order_under_a_limiter()
     {
         // A pool thread queues Task.Run work to its own LIFO local queue: admission must not depend on it.
