@@ -108,13 +108,7 @@ public sealed class Gatherer<T>
             throw new ArgumentNullException(nameof(work));
         }
 
-        var task = new WorkTask<T>(work, name, new TaskStartOptions
-        {
-            Limiter = _options.Limiter,
-            Timeout = _options.TaskTimeout,
-            CancellationToken = _stop.Token,
-            Tag = tag,
-        });
+        WorkTask<T> task;
         lock (_gate)
         {
             if (_sealed)
@@ -122,6 +116,16 @@ public sealed class Gatherer<T>
                 throw new InvalidOperationException("No work can be added to a gather after it was sealed.");
             }
 
+            // Created only once the gather is known to be open: a finished gather has disposed
+            // _stop (its Token would throw ObjectDisposedException), and a task refused here must
+            // not stay registered on it.
+            task = new WorkTask<T>(work, name, new TaskStartOptions
+            {
+                Limiter = _options.Limiter,
+                Timeout = _options.TaskTimeout,
+                CancellationToken = _stop.Token,
+                Tag = tag,
+            });
             _tasks.Add(task);
             _unfinished++;
         }

@@ -319,7 +319,7 @@ public class GatherTests
             () => Gather.RunAsync(works, new GatherOptions { TaskTimeout = TimeSpan.FromMilliseconds(50) }).Bounded());
     }
 
-    [Fact(Skip = "Core bug: Add after the gather finished throws ObjectDisposedException; fixed in the next commits")]
+    [Fact]
     public async Task Adding_after_the_gather_is_sealed_throws_InvalidOperationException()
     {
         var gatherer = new Gatherer<int>();
