@@ -53,9 +53,11 @@ public abstract class WorkTask
         CancellationToken = _cts.Token;
         _limiter = options?.Limiter;
         _timeout = options?.Timeout;
-        if (_timeout is { } t && t < TimeSpan.Zero)
+        // Checked here, not left to the timer: a CancellationTokenSource refuses delays over
+        // int.MaxValue ms, and that throw inside the worker would leave the task Running for ever.
+        if (_timeout is { } t && (t < TimeSpan.Zero || t.TotalMilliseconds > int.MaxValue))
         {
-            throw new ArgumentOutOfRangeException(nameof(options), t, "A task timeout cannot be negative.");
+            throw new ArgumentOutOfRangeException(nameof(options), t, "A task timeout must be zero or positive (and under 24 days).");
         }
 
         IsShielded = options?.Shielded ?? false;

@@ -440,7 +440,7 @@ public class WorkTaskTests
             WorkTask<int>.Run(_ => Task.FromResult(1), options: new TaskStartOptions { Timeout = TimeSpan.FromSeconds(-1) }));
     }
 
-    [Fact(Skip = "Core bug: an over-long task timeout leaves the task Running; fixed in the next commits")]
+    [Fact]
     public async Task A_task_timeout_too_large_for_a_timer_is_rejected_at_creation()
     {
         // Left to the worker, the timer's ArgumentOutOfRangeException would escape and leave the
