@@ -323,13 +323,21 @@ public abstract class WorkTask
             }
         }
 
-        try
+        // One handler at a time: invoked as a multicast delegate, the first handler that threw
+        // would silently skip every handler subscribed after it.
+        if (Completed is { } completed)
         {
-            Completed?.Invoke(this, EventArgs.Empty);
-        }
-        catch (Exception ex)
-        {
-            RaiseCallbackFailed(ex);
+            foreach (Delegate handler in completed.GetInvocationList())
+            {
+                try
+                {
+                    ((EventHandler)handler)(this, EventArgs.Empty);
+                }
+                catch (Exception ex)
+                {
+                    RaiseCallbackFailed(ex);
+                }
+            }
         }
     }
 

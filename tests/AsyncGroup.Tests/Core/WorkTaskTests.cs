@@ -355,7 +355,7 @@ public class WorkTaskTests
         Assert.Same(t, sender);
     }
 
-    [Fact(Skip = "Core bug: a throwing Completed handler stops the later handlers; fixed in the next commits")]
+    [Fact]
     public async Task A_throwing_callback_raises_CallbackFailed_and_does_not_stop_the_others()
     {
         TaskCompletionSource started = NewGate(), release = NewGate();
