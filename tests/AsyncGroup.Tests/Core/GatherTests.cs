@@ -270,6 +270,47 @@ public class GatherTests
     }
 
     [Fact]
+    public async Task A_gather_deadline_whose_cancellation_every_task_answers_with_a_value_returns_the_values()
+    {
+        // asyncio.timeout semantics: a timeout is raised only when the cancellation cut work short.
+        var works = Enumerable.Range(0, 3).Select(i => (Func<CancellationToken, Task<int>>)(async ct =>
+        {
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ct);
+                return -1;
+            }
+            catch (OperationCanceledException)
+            {
+                return i;
+            }
+        }));
+
+        var gatherer = new Gatherer<int>(new GatherOptions { Timeout = TimeSpan.FromMilliseconds(100) });
+        foreach (Func<CancellationToken, Task<int>> work in works)
+        {
+            _ = gatherer.Add(work);
+        }
+
+        gatherer.Seal();
+        Exception? error = await Record.ExceptionAsync(() => gatherer.GetResultsAsync().Bounded());
+
+        Assert.True(gatherer.TimedOut);
+        IReadOnlyList<WorkTask<int>> tasks = gatherer.Tasks;
+        if (tasks.All(t => t.StartTime is not null))
+        {
+            Assert.Null(error);
+            Assert.Equal(new[] { 0, 1, 2 }, tasks.Select(t => t.GetResult()));
+        }
+        else
+        {
+            // Only on a box so loaded that a task was still queued at the deadline: that one was cut short.
+            Assert.IsType<TimeoutException>(error);
+            Assert.All(tasks.Where(t => t.StartTime is null), t => Assert.Equal(WorkTaskState.Cancelled, t.State));
+        }
+    }
+
+    [Fact]
     public async Task Gather_RunAsync_timeout_throws_TimeoutException()
     {
         var works = new Func<CancellationToken, Task<int>>[] { _ => Task.FromResult(1), UntilCancelled };

@@ -56,4 +56,41 @@ public class RaceTests
         Assert.True(bad == 0, $"{bad} of {rounds} tasks were reported Cancelled although their work ran ({cancelled} cancelled, {completed} completed).");
     }
 
+    [Fact]
+    public async Task A_gather_deadline_racing_the_last_completions_raises_TimeoutException_only_when_a_task_was_cut_short()
+    {
+        // The deadline and the work's own timer are set for the same instant, so on some rounds
+        // the deadline fires while the gather is completing. Either outcome is fine as long as it
+        // is consistent: a TimeoutException must mean some task was actually cut short.
+        const int rounds = 600;
+        int spurious = 0, timeouts = 0;
+        for (int i = 0; i < rounds; i++)
+        {
+            var gatherer = new Gatherer<int>(new GatherOptions { Timeout = TimeSpan.FromMilliseconds(1) });
+            for (int k = 0; k < 3; k++)
+            {
+                _ = gatherer.Add(async ct =>
+                {
+                    await Task.Delay(1, ct);
+                    return 1;
+                });
+            }
+
+            gatherer.Seal();
+            try
+            {
+                await gatherer.WhenAllAsync().Bounded();
+            }
+            catch (TimeoutException)
+            {
+                timeouts++;
+                if (gatherer.Tasks.All(t => t.State == WorkTaskState.Completed))
+                {
+                    spurious++;
+                }
+            }
+        }
+
+        Assert.True(spurious == 0, $"{spurious} of {timeouts} timeouts were raised although every task had completed ({rounds} rounds).");
+    }
 }
