@@ -14,7 +14,7 @@ public sealed class GatherOptions
     /// <summary>Limits how many of the gather's tasks run at once; null for no limit.</summary>
     public ConcurrencyLimiter? Limiter { get; set; }
 
-    /// <summary>Deadline for the whole gather: on expiry every unfinished task is cancelled and awaited, then <see cref="TimeoutException"/> is thrown.</summary>
+    /// <summary>Deadline for the whole gather: on expiry every unfinished task is cancelled and awaited, then <see cref="TimeoutException"/> is thrown if that cut any task short (one ended Cancelled).</summary>
     public TimeSpan? Timeout { get; set; }
 
     /// <summary>Deadline for each task from when it starts running (its own wait_for).</summary>
@@ -108,13 +108,7 @@ public sealed class Gatherer<T>
             throw new ArgumentNullException(nameof(work));
         }
 
-        var task = new WorkTask<T>(work, name, new TaskStartOptions
-        {
-            Limiter = _options.Limiter,
-            Timeout = _options.TaskTimeout,
-            CancellationToken = _stop.Token,
-            Tag = tag,
-        });
+        WorkTask<T> task;
         lock (_gate)
         {
             if (_sealed)
@@ -122,6 +116,16 @@ public sealed class Gatherer<T>
                 throw new InvalidOperationException("No work can be added to a gather after it was sealed.");
             }
 
+            // Created only once the gather is known to be open: a finished gather has disposed
+            // _stop (its Token would throw ObjectDisposedException), and a task refused here must
+            // not stay registered on it.
+            task = new WorkTask<T>(work, name, new TaskStartOptions
+            {
+                Limiter = _options.Limiter,
+                Timeout = _options.TaskTimeout,
+                CancellationToken = _stop.Token,
+                Tag = tag,
+            });
             _tasks.Add(task);
             _unfinished++;
         }
@@ -152,9 +156,11 @@ public sealed class Gatherer<T>
 
     /// <summary>
     /// Completes once sealed and every task is final. Then, in this order: the owner's cancellation
-    /// throws <see cref="OperationCanceledException"/>; the deadline throws <see cref="TimeoutException"/>;
-    /// without return-exceptions the trigger's exception is rethrown. Otherwise returns normally;
-    /// read the outcomes from <see cref="Tasks"/>.
+    /// throws <see cref="OperationCanceledException"/>; the deadline throws <see cref="TimeoutException"/>
+    /// when it cut a task short (one ended Cancelled); without return-exceptions the trigger's
+    /// exception is rethrown. Otherwise returns normally; read the outcomes from <see cref="Tasks"/>.
+    /// A deadline that fired while the last tasks were finishing anyway, or whose cancellation every
+    /// task answered with a value, is not a timeout (asyncio.timeout behaves the same way).
     /// </summary>
     public async Task WhenAllAsync()
     {
@@ -189,7 +195,9 @@ public sealed class Gatherer<T>
             trigger.ThrowIfNotCompleted();
         }
 
-        if (timedOut)
+        // Counted, not assumed: the deadline may fire in the instant between the last task becoming
+        // final and the gather noticing, and then nothing was cut short.
+        if (timedOut && unfinishedAtTimeout > 0)
         {
             throw new TimeoutException(
                 $"The gather did not complete within {_options.Timeout!.Value.TotalSeconds:0.###} s; {unfinishedAtTimeout} of {total} task(s) were cancelled.");

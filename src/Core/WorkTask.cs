@@ -40,6 +40,7 @@ public abstract class WorkTask
     private readonly TimeSpan? _timeout;
     private CancellationTokenRegistration _parentRegistration;
     private CancellationTokenSource? _timeoutCts;
+    private Task? _slot;
     private List<DoneCallback>? _callbacks = new();
     private int _state;
     private int _cancelCause;
@@ -52,9 +53,11 @@ public abstract class WorkTask
         CancellationToken = _cts.Token;
         _limiter = options?.Limiter;
         _timeout = options?.Timeout;
-        if (_timeout is { } t && t < TimeSpan.Zero)
+        // Checked here, not left to the timer: a CancellationTokenSource refuses delays over
+        // int.MaxValue ms, and that throw inside the worker would leave the task Running for ever.
+        if (_timeout is { } t && (t < TimeSpan.Zero || t.TotalMilliseconds > int.MaxValue))
         {
-            throw new ArgumentOutOfRangeException(nameof(options), t, "A task timeout cannot be negative.");
+            throw new ArgumentOutOfRangeException(nameof(options), t, "A task timeout must be zero or positive (and under 24 days).");
         }
 
         IsShielded = options?.Shielded ?? false;
@@ -176,6 +179,11 @@ public abstract class WorkTask
             throw new InvalidOperationException("The task was already started.");
         }
 
+        // Queue for a slot here, on the creator's thread: the limiter admits waiters first-in
+        // first-out, so tasks are admitted in creation order. Queued from the pool instead, the
+        // order would be whatever order the pool ran RunAsync in (LIFO for a pool thread's own queue).
+        _slot = _limiter?.WaitAsync(CancellationToken);
+
         // Never run user work on the creator's thread: creating a task must not block.
         _ = Task.Run(RunAsync);
     }
@@ -189,11 +197,11 @@ public abstract class WorkTask
         bool slotTaken = false;
         try
         {
-            if (_limiter is not null)
+            if (_slot is not null)
             {
                 try
                 {
-                    await _limiter.WaitAsync(CancellationToken).ConfigureAwait(false);
+                    await _slot.ConfigureAwait(false);
                     slotTaken = true;
                 }
                 catch (OperationCanceledException oce)
@@ -262,19 +270,11 @@ public abstract class WorkTask
         }
 
         Interlocked.CompareExchange(ref _cancelCause, cause, CauseNone);
-        bool finishedHere = false;
-        lock (_gate)
-        {
-            if (State == WorkTaskState.Pending)
-            {
-                finishedHere = true;
-            }
-        }
 
-        if (finishedHere)
-        {
-            TryFinish(WorkTaskState.Cancelled, new OperationCanceledException($"Task '{Name}' was cancelled before it started.", CancellationToken), setResult: false);
-        }
+        // The Pending check and the move to Cancelled must be one step under the gate: checked
+        // apart, the worker could move the task to Running in between, and the task would be
+        // reported Cancelled while its work still ran.
+        TryFinish(WorkTaskState.Cancelled, new OperationCanceledException($"Task '{Name}' was cancelled before it started.", CancellationToken), setResult: false, onlyIfPending: true);
 
         try
         {
@@ -289,12 +289,12 @@ public abstract class WorkTask
         return true;
     }
 
-    private void TryFinish(WorkTaskState final, Exception? error, bool setResult)
+    private void TryFinish(WorkTaskState final, Exception? error, bool setResult, bool onlyIfPending = false)
     {
         List<DoneCallback>? callbacks;
         lock (_gate)
         {
-            if (IsFinal(State))
+            if (IsFinal(State) || (onlyIfPending && State != WorkTaskState.Pending))
             {
                 return;
             }
@@ -323,13 +323,21 @@ public abstract class WorkTask
             }
         }
 
-        try
+        // One handler at a time: invoked as a multicast delegate, the first handler that threw
+        // would silently skip every handler subscribed after it.
+        if (Completed is { } completed)
         {
-            Completed?.Invoke(this, EventArgs.Empty);
-        }
-        catch (Exception ex)
-        {
-            RaiseCallbackFailed(ex);
+            foreach (Delegate handler in completed.GetInvocationList())
+            {
+                try
+                {
+                    ((EventHandler)handler)(this, EventArgs.Empty);
+                }
+                catch (Exception ex)
+                {
+                    RaiseCallbackFailed(ex);
+                }
+            }
         }
     }
 
