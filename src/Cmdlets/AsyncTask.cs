@@ -24,9 +24,9 @@ public sealed class AsyncTask
     private readonly List<PSObject> _output = new();
     private readonly List<ErrorRecord> _errors = new();
     private readonly Queue<StreamMessage> _buffered = new();
-    private readonly TaskCompletionSource<IReadOnlyList<PSObject>> _execution =
-        new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly TaskCompletionSource<bool> _bound = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Completed synchronously on purpose: Core's bookkeeping runs on the worker's thread right
+    // away instead of a thread-pool hop later. The executor never completes it under a lock.
+    private readonly TaskCompletionSource<IReadOnlyList<PSObject>> _execution = new();
     private WorkTask<IReadOnlyList<PSObject>>? _work;
     private IStreamSink? _sink;
     private ErrorRecord? _error;
@@ -158,14 +158,9 @@ public sealed class AsyncTask
     /// <summary>The Core work delegate: queue the task on its batch and complete when a worker has run it.</summary>
     internal Task<IReadOnlyList<PSObject>> ExecuteAsync(CancellationToken cancellationToken)
     {
-        // Core may start the work before the creating thread has bound it; the executor needs Work.
-        if (_bound.Task.IsCompleted)
-        {
-            EnqueueOnce(cancellationToken);
-            return _execution.Task;
-        }
-
-        return ExecuteAfterBindAsync(cancellationToken);
+        CancellationToken = cancellationToken;
+        EnqueueOnce(cancellationToken);
+        return _execution.Task;
     }
 
     /// <summary>Binds the Core task that runs this one; called once, right after the Core task is created.</summary>
@@ -173,15 +168,10 @@ public sealed class AsyncTask
     {
         _work = work;
         work.AddDoneCallback(_ => OnDone());
-        _bound.TrySetResult(true);
     }
 
-    private async Task<IReadOnlyList<PSObject>> ExecuteAfterBindAsync(CancellationToken cancellationToken)
-    {
-        await _bound.Task.ConfigureAwait(false);
-        EnqueueOnce(cancellationToken);
-        return await _execution.Task.ConfigureAwait(false);
-    }
+    /// <summary>The token Core handed to the work: cancelled when the task is asked to stop.</summary>
+    internal CancellationToken CancellationToken { get; private set; }
 
     private void EnqueueOnce(CancellationToken cancellationToken)
     {

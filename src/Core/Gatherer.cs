@@ -19,6 +19,9 @@ public sealed class GatherOptions
 
     /// <summary>Deadline for each task from when it starts running (its own wait_for).</summary>
     public TimeSpan? TaskTimeout { get; set; }
+
+    /// <summary>Start each task's work on the adding thread (see <see cref="TaskStartOptions.StartInline"/>).</summary>
+    public bool StartInline { get; set; }
 }
 
 /// <summary>
@@ -125,6 +128,7 @@ public sealed class Gatherer<T>
                 Timeout = _options.TaskTimeout,
                 CancellationToken = _stop.Token,
                 Tag = tag,
+                StartInline = _options.StartInline,
             });
             _tasks.Add(task);
             _unfinished++;
@@ -325,5 +329,6 @@ public static class Gather
         Limiter = options?.Limiter,
         Timeout = options?.Timeout,
         TaskTimeout = options?.TaskTimeout,
+        StartInline = options?.StartInline ?? false,
     };
 }

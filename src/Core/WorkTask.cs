@@ -41,6 +41,7 @@ public abstract class WorkTask
     private CancellationTokenRegistration _parentRegistration;
     private CancellationTokenSource? _timeoutCts;
     private Task? _slot;
+    private readonly bool _startInline;
     private List<DoneCallback>? _callbacks = new();
     private int _state;
     private int _cancelCause;
@@ -61,6 +62,7 @@ public abstract class WorkTask
         }
 
         IsShielded = options?.Shielded ?? false;
+        _startInline = options?.StartInline ?? false;
         Tag = options?.Tag;
         CancellationToken parent = options?.CancellationToken ?? default;
         if (parent.CanBeCanceled && !IsShielded)
@@ -184,8 +186,16 @@ public abstract class WorkTask
         // order would be whatever order the pool ran RunAsync in (LIFO for a pool thread's own queue).
         _slot = _limiter?.WaitAsync(CancellationToken);
 
-        // Never run user work on the creator's thread: creating a task must not block.
-        _ = Task.Run(RunAsync);
+        // Never run user work on the creator's thread: creating a task must not block — unless
+        // the creator declared that the work's synchronous part only hands off (StartInline).
+        if (_startInline)
+        {
+            _ = RunAsync();
+        }
+        else
+        {
+            _ = Task.Run(RunAsync);
+        }
     }
 
     private protected abstract Task InvokeWorkAsync(CancellationToken cancellationToken);
@@ -456,6 +466,13 @@ public sealed class TaskStartOptions
 
     /// <summary>Caller-defined data carried on <see cref="WorkTask.Tag"/>.</summary>
     public object? Tag { get; set; }
+
+    /// <summary>
+    /// Start the work on the creating thread instead of the thread pool. Only for work whose
+    /// synchronous part is a quick hand-off (say, queueing to a worker): it saves a thread hop
+    /// per task, but anything slow before the work's first await would block the creator.
+    /// </summary>
+    public bool StartInline { get; set; }
 }
 
 /// <summary>Describes a callback that threw.</summary>

@@ -107,6 +107,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
                 Limiter = _limiter,
                 Timeout = TimeoutSpan,
                 TaskTimeout = Bound(nameof(TaskTimeout)) ? TimeSpan.FromSeconds(TaskTimeout) : null,
+                StartInline = true, // the work only queues the item for a worker
             },
             PipelineStopToken);
 

@@ -195,7 +195,8 @@ internal sealed class ScriptBatch
         }
     }
 
-    private void FailQueued(Exception ex)
+    /// <summary>Fails every queued task with <paramref name="ex"/> (a worker could not be created or its driver broke).</summary>
+    internal void FailQueued(Exception ex)
     {
         List<AsyncTask> failed;
         lock (_gate)
@@ -224,7 +225,7 @@ internal sealed class ScriptBatch
 
         if (wasQueued)
         {
-            task.SetCancelled(task.Work.CancellationToken);
+            task.SetCancelled(task.CancellationToken);
             return;
         }
 

@@ -10,32 +10,47 @@ using System.Threading.Tasks;
 namespace AsyncGroup.Execution;
 
 /// <summary>
-/// One pooled runspace. While it serves a batch it runs one long-lived driver pipeline that takes
-/// tasks from the batch, runs each in a fresh child scope, and attributes every output and stream
-/// record to the task being run. Cancelling that task stops the driver; it restarts if the batch
-/// has more work. A driver that does not stop within <see cref="StopGracePeriod"/> is abandoned:
-/// its task is reported Cancelled, its runspace is never reused and is disposed when it ends.
+/// One pooled runspace running one long-lived driver pipeline. The driver waits for a batch,
+/// runs it in a fresh child scope (so a call's settings, $using: values, functions and
+/// initialization script die with it), takes tasks until the batch is drained, and waits for the
+/// next batch — so neither a task nor a call pays for a pipeline, a parse of the driver, or a
+/// runspace reset. Every output and stream record is attributed to the task being run.
 /// </summary>
+/// <remarks>
+/// Cancelling the running task stops the driver; it restarts if its batch has more work, and a
+/// worker whose driver was stopped is reset before reuse. A driver that does not stop within
+/// <see cref="StopGracePeriod"/> is abandoned: its task is reported Cancelled, and its runspace is
+/// never reused and is disposed when the driver finally ends.
+/// </remarks>
 internal sealed class Worker
 {
     /// <summary>How long a cancelled task may take to stop before its runspace is abandoned.</summary>
     internal static readonly TimeSpan StopGracePeriod = TimeSpan.FromSeconds(1);
 
-    // Runs in the worker runspace. The initialization script is dot-sourced here so that its
-    // definitions are visible to every task; the per-task loop itself is C# (Worker.Run).
+    // Runs in the worker runspace. Each batch runs inside '& { }': a new scope per call. The
+    // initialization script is dot-sourced into that scope so its definitions reach every task;
+    // the per-task loop itself is C# (Worker.Run).
     private const string DriverScript = @"param($__ag)
-$__ag_init = $__ag.Prepare($ExecutionContext.SessionState)
-if ($null -ne $__ag_init) { . $__ag_init }
-$__ag.Run()";
+while ($__ag.NextBatch()) {
+    & {
+        $__ag_init = $__ag.Prepare($ExecutionContext.SessionState)
+        if ($null -ne $__ag_init) { . $__ag_init }
+        $__ag.Run()
+    }
+    $__ag.EndBatch()
+}";
 
     private readonly object _gate = new();
     private readonly WorkerPool _pool;
     private PowerShell? _ps;
     private ScriptBatch? _batch;
+    private ScriptBatch? _assigned;
     private AsyncTask? _current;
     private ScriptBlock? _body;
+    private SessionState? _session;
     private bool _stopping;
     private bool _abandoned;
+    private bool _closing;
     private bool _returningSignalled;
 
     internal Worker(WorkerPool pool, Runspace runspace)
@@ -49,32 +64,40 @@ $__ag.Run()";
     /// <summary>When it last went idle (for the pool's trimming).</summary>
     internal DateTime IdleSince { get; set; } = DateTime.UtcNow;
 
-    /// <summary>Starts (or restarts) the driver for <paramref name="batch"/>.</summary>
+    /// <summary>True while its driver is running (idle workers with a driver take the next batch at once).</summary>
+    internal bool IsHot
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _ps is not null;
+            }
+        }
+    }
+
+    internal AsyncTask? Current => _current;
+
+    /// <summary>Hands <paramref name="batch"/> to the driver, starting the driver if it is not running.</summary>
     internal void Start(ScriptBatch batch)
     {
-        PowerShell ps = PowerShell.Create();
-        ps.Runspace = Runspace;
-        ps.AddScript(DriverScript, useLocalScope: true).AddArgument(new WorkerDriverContext(this, batch.Plan));
-        HookStreams(ps);
-        // Task output is returned by InvokeWithContext; anything else the driver writes (say, an
-        // initialization script's output) belongs to no task and is dropped.
-        var output = new PSDataCollection<PSObject>();
-        output.DataAdded += (s, e) => ((PSDataCollection<PSObject>)s!).ReadAll();
-
+        bool startDriver;
         lock (_gate)
         {
-            _ps = ps;
-            _batch = batch;
+            _assigned = batch;
             _stopping = false;
+            startDriver = _ps is null;
+            if (startDriver)
+            {
+                _ps = PowerShell.Create();
+            }
+
+            Monitor.PulseAll(_gate);
         }
 
-        try
+        if (startDriver)
         {
-            ps.BeginInvoke<PSObject, PSObject>(null, output, null, OnDriverEnded, ps);
-        }
-        catch (Exception ex)
-        {
-            DriverEnded(ps, ex);
+            BeginDriver(_ps!);
         }
     }
 
@@ -105,12 +128,52 @@ $__ag.Run()";
         _ = Task.Delay(StopGracePeriod).ContinueWith(_ => AbandonIfStuck(task), TaskScheduler.Default);
     }
 
+    /// <summary>Ends the driver (if idle) and disposes the runspace; a busy worker is disposed when its driver ends.</summary>
+    internal void Close()
+    {
+        bool hot;
+        lock (_gate)
+        {
+            _closing = true;
+            hot = _ps is not null;
+            Monitor.PulseAll(_gate);
+        }
+
+        if (!hot)
+        {
+            DisposeRunspace();
+        }
+    }
+
     // --- called by the driver, on the worker's pipeline thread -------------------------------
 
-    /// <summary>Applies the caller's settings to the driver scope, re-creates the script block; returns the initialization script, if any.</summary>
-    internal ScriptBlock? Prepare(SessionState session, ScriptPlan plan)
+    /// <summary>Waits for the next batch; false when the worker is closing or must restart.</summary>
+    internal bool NextBatch()
     {
+        lock (_gate)
+        {
+            while (_assigned is null && !_closing && !_stopping)
+            {
+                Monitor.Wait(_gate);
+            }
+
+            if (_closing || _stopping)
+            {
+                return false;
+            }
+
+            _batch = _assigned;
+            _assigned = null;
+            return true;
+        }
+    }
+
+    /// <summary>Applies the caller's settings to the batch scope, re-creates the script block; returns the initialization script, if any.</summary>
+    internal ScriptBlock? Prepare(SessionState session)
+    {
+        ScriptPlan plan = _batch!.Plan;
         WorkerSettings settings = plan.Settings;
+        _session = session;
         foreach (var preference in settings.Preferences)
         {
             session.PSVariable.Set(preference.Key, preference.Value);
@@ -145,15 +208,15 @@ $__ag.Run()";
     }
 
     /// <summary>
-    /// The per-task loop, on the worker's pipeline thread: each task runs the script block in a
-    /// fresh child scope of the driver (InvokeWithContext, with <c>$_</c> defined), so nothing an
-    /// item defines is seen by the next one, and no pipeline is created per item.
+    /// The per-task loop: each task runs the script block in a fresh child scope of the batch scope
+    /// (InvokeWithContext, with <c>$_</c> defined), so nothing an item defines is seen by the next
+    /// one, and no pipeline is created per item.
     /// </summary>
-    internal void Run(SessionState session, ScriptPlan plan)
+    internal void Run()
     {
         ScriptBlock body = _body!;
         var variables = new List<PSVariable>(1);
-        while (MoveNext(session, plan))
+        while (MoveNext())
         {
             AsyncTask task = _current!;
             variables.Clear();
@@ -188,95 +251,35 @@ $__ag.Run()";
         }
     }
 
-    private static bool IsFlowControl(Exception ex) =>
-        ex.GetType().Name is "ExitException" or "BreakException" or "ContinueException" or "ReturnException";
-
-    internal AsyncTask? Current => _current;
-
-    internal bool MoveNext(SessionState session, ScriptPlan plan)
+    /// <summary>The batch is drained: the worker goes back to the pool with its driver still running.</summary>
+    internal void EndBatch()
     {
-        while (true)
+        ScriptBatch? batch;
+        bool stopping;
+        lock (_gate)
         {
-            ScriptBatch batch;
-            lock (_gate)
-            {
-                _current?.SetCompleted();
-                if (_current is not null)
-                {
-                    _current.RunningOn = null;
-                }
-
-                _current = null;
-                if (_stopping || _batch is null)
-                {
-                    return false;
-                }
-
-                batch = _batch;
-            }
-
-            AsyncTask? next = batch.Take();
-            if (next is null)
-            {
-                _pool.Returning(); // tell renters this worker is about to come back
-                _returningSignalled = true;
-                return false;
-            }
-
-            lock (_gate)
-            {
-                if (_stopping)
-                {
-                    batch.Requeue(next);
-                    return false;
-                }
-
-                _current = next;
-                next.RunningOn = this;
-            }
-
-            if (next.Work.IsCancellationRequested || next.IsExecutionDone)
-            {
-                next.SetCancelled(next.Work.CancellationToken);
-                continue;
-            }
-
-            ResetBetweenItems(session, plan.Settings);
-            next.MarkStarted();
-            return true;
-        }
-    }
-
-    internal void Fail(ErrorRecord record)
-    {
-        AsyncTask? current = _current;
-        if (current is null)
-        {
-            return;
+            batch = _batch;
+            _batch = null;
+            _body = null;
+            _session = null;
+            stopping = _stopping || _closing;
         }
 
-        // An error raised while the task is being stopped (say, a command whose module was
-        // half-loaded when the stop arrived) is the stop's side effect, not a failure.
-        if (current.Work.IsCancellationRequested)
+        batch?.WorkerLeft();
+        if (!stopping)
         {
-            current.SetCancelled(current.Work.CancellationToken);
-            return;
+            SignalReturning();
+            _returningSignalled = false;
+            _pool.Return(this, reset: false);
         }
-
-        current.SetFailed(record);
     }
 
     // --- lifetime -------------------------------------------------------------------------------
 
-    internal void Reset()
-    {
-        // Between calls nothing carries over: variables, $Error, location and functions return
-        // to the initial session state. (Between items of one call, each item runs in a fresh
-        // child scope and $Error and the location are reset in ResetBetweenItems.)
-        Runspace.ResetRunspaceState();
-    }
+    /// <summary>Resets a worker whose driver has ended: variables, $Error, location and functions return to the initial state.</summary>
+    internal void Reset() => Runspace.ResetRunspaceState();
 
-    internal void Dispose()
+    internal void DisposeRunspace()
     {
         try
         {
@@ -287,6 +290,9 @@ $__ag.Run()";
             // Disposing a broken runspace must not take the caller down.
         }
     }
+
+    private static bool IsFlowControl(Exception ex) =>
+        ex.GetType().Name is "ExitException" or "BreakException" or "ContinueException" or "ReturnException";
 
     private static void SetLocation(SessionState session, WorkerSettings settings)
     {
@@ -326,6 +332,111 @@ $__ag.Run()";
         if (!string.Equals(actual, expected, StringComparison.Ordinal))
         {
             SetLocation(session, settings);
+        }
+    }
+
+    private bool MoveNext()
+    {
+        while (true)
+        {
+            ScriptBatch batch;
+            AsyncTask? finished;
+            bool stop;
+            lock (_gate)
+            {
+                finished = _current;
+                _current = null;
+                stop = _stopping || _batch is null;
+                batch = _batch!;
+            }
+
+            if (finished is not null)
+            {
+                finished.RunningOn = null;
+                finished.SetCompleted(); // outside the lock: Core's continuation runs inline
+            }
+
+            if (stop)
+            {
+                return false;
+            }
+
+            AsyncTask? next = batch.Take();
+            if (next is null)
+            {
+                SignalReturning(); // tell renters this worker is about to come back
+                return false;
+            }
+
+            lock (_gate)
+            {
+                if (_stopping)
+                {
+                    batch.Requeue(next);
+                    return false;
+                }
+
+                _current = next;
+                next.RunningOn = this;
+            }
+
+            if (next.CancellationToken.IsCancellationRequested || next.IsExecutionDone)
+            {
+                next.SetCancelled(next.CancellationToken);
+                continue;
+            }
+
+            ResetBetweenItems(_session!, batch.Plan.Settings);
+            next.MarkStarted();
+            return true;
+        }
+    }
+
+    private void Fail(ErrorRecord record)
+    {
+        AsyncTask? current = _current;
+        if (current is null)
+        {
+            return;
+        }
+
+        // An error raised while the task is being stopped (say, a command whose module was
+        // half-loaded when the stop arrived) is the stop's side effect, not a failure.
+        if (current.CancellationToken.IsCancellationRequested)
+        {
+            current.SetCancelled(current.CancellationToken);
+            return;
+        }
+
+        current.SetFailed(record);
+    }
+
+    private void SignalReturning()
+    {
+        if (!_returningSignalled)
+        {
+            _returningSignalled = true;
+            _pool.Returning();
+        }
+    }
+
+    private void BeginDriver(PowerShell ps)
+    {
+        ps.Runspace = Runspace;
+        ps.AddScript(DriverScript, useLocalScope: true).AddArgument(new WorkerDriverContext(this));
+        HookStreams(ps);
+
+        // Task output is returned by InvokeWithContext; anything else the driver writes (say, an
+        // initialization script's output) belongs to no task and is dropped.
+        var output = new PSDataCollection<PSObject>();
+        output.DataAdded += (s, e) => ((PSDataCollection<PSObject>)s!).ReadAll();
+        try
+        {
+            ps.BeginInvoke<PSObject, PSObject>(null, output, null, OnDriverEnded, ps);
+        }
+        catch (Exception ex)
+        {
+            DriverEnded(ps, ex);
         }
     }
 
@@ -377,15 +488,19 @@ $__ag.Run()";
     {
         AsyncTask? current;
         ScriptBatch? batch;
-        bool abandoned;
+        bool abandoned, closing;
         lock (_gate)
         {
             current = _current;
             _current = null;
-            batch = _batch;
+            batch = _batch ?? _assigned;
             _batch = null;
+            _assigned = null;
+            _body = null;
+            _session = null;
             _ps = null;
             abandoned = _abandoned;
+            closing = _closing;
         }
 
         if (current is not null)
@@ -393,53 +508,42 @@ $__ag.Run()";
             current.RunningOn = null;
             if (!current.IsExecutionDone)
             {
-                if (current.Work.IsCancellationRequested)
+                if (current.CancellationToken.IsCancellationRequested)
                 {
-                    current.SetCancelled(current.Work.CancellationToken);
+                    current.SetCancelled(current.CancellationToken);
                 }
                 else
                 {
-                    current.SetFailed(error is not null
-                        ? ErrorHelper.FromException(error, ErrorIds.WorkerFailed, current)
-                        : ErrorHelper.FromException(new InvalidOperationException("The worker stopped before the task finished."), ErrorIds.WorkerFailed, current));
+                    current.SetFailed(ErrorHelper.FromException(
+                        error ?? new InvalidOperationException("The worker stopped before the task finished."), ErrorIds.WorkerFailed, current));
                 }
             }
         }
         else if (error is not null && error is not PipelineStoppedException && batch is not null)
         {
             // The driver failed before any task started (e.g. a broken -InitializationScript):
-            // the next task of the batch carries the error rather than looping forever.
-            AsyncTask? victim = batch.Take();
-            victim?.SetFailed(ErrorHelper.FromException(error, ErrorIds.WorkerFailed, victim));
+            // fail what is queued rather than restart into the same error forever.
+            batch.FailQueued(error);
         }
 
         ps.Dispose();
-        if (abandoned)
+        if (abandoned || closing)
         {
-            Dispose();
+            DisposeRunspace();
             return;
         }
 
-        if (batch is null)
-        {
-            return;
-        }
-
-        if (error is not null && current is not null && batch.HasWork)
+        if (batch is not null && current is not null && batch.HasWork)
         {
             // Stopped for one task's cancellation: keep serving the batch.
             Start(batch);
             return;
         }
 
-        batch.WorkerLeft();
-        if (!_returningSignalled)
-        {
-            _pool.Returning();
-        }
-
+        batch?.WorkerLeft();
+        SignalReturning();
         _returningSignalled = false;
-        _pool.Return(this);
+        _pool.Return(this, reset: true);
     }
 
     private void AbandonIfStuck(AsyncTask task)
@@ -462,7 +566,7 @@ $__ag.Run()";
         task.Post(new StreamMessage(StreamKind.Warning,
             $"Task '{task.Name}' did not stop within {StopGracePeriod.TotalSeconds:0.#} s of being cancelled (it may be blocked in a .NET call); its runspace was abandoned and will be disposed when the call returns.",
             task));
-        task.SetCancelled(task.Work.CancellationToken);
+        task.SetCancelled(task.CancellationToken);
         batch?.WorkerLeft();
     }
 }
@@ -475,22 +579,18 @@ $__ag.Run()";
 public sealed class WorkerDriverContext
 {
     private readonly Worker _worker;
-    private readonly ScriptPlan _plan;
-    private SessionState? _session;
 
-    internal WorkerDriverContext(Worker worker, ScriptPlan plan)
-    {
-        _worker = worker;
-        _plan = plan;
-    }
+    internal WorkerDriverContext(Worker worker) => _worker = worker;
 
-    /// <summary>Applies the caller's settings to the driver scope; returns the initialization script to dot-source, if any.</summary>
-    public ScriptBlock? Prepare(SessionState session)
-    {
-        _session = session;
-        return _worker.Prepare(session, _plan);
-    }
+    /// <summary>Waits for the next batch; false when the driver should end.</summary>
+    public bool NextBatch() => _worker.NextBatch();
+
+    /// <summary>Applies the caller's settings to the batch scope; returns the initialization script to dot-source, if any.</summary>
+    public ScriptBlock? Prepare(SessionState session) => _worker.Prepare(session);
 
     /// <summary>Runs tasks until the batch is drained or the driver is stopped.</summary>
-    public void Run() => _worker.Run(_session!, _plan);
+    public void Run() => _worker.Run();
+
+    /// <summary>Returns the worker to the pool once its batch is drained.</summary>
+    public void EndBatch() => _worker.EndBatch();
 }

@@ -105,33 +105,39 @@ internal sealed class WorkerPool
         }
     }
 
-    internal void Return(Worker worker)
+    /// <summary>
+    /// Takes a worker back. A worker whose driver ended (stopped or failed) is reset first; one
+    /// whose driver is still waiting for its next batch needs no reset: each batch ran in a scope
+    /// of its own that is already gone.
+    /// </summary>
+    internal void Return(Worker worker, bool reset)
     {
         bool healthy = true;
-        try
+        if (reset)
         {
-            worker.Reset();
-        }
-        catch (Exception)
-        {
-            healthy = false;
+            try
+            {
+                worker.Reset();
+            }
+            catch (Exception)
+            {
+                healthy = false;
+            }
         }
 
         lock (_gate)
         {
             _returning = Math.Max(0, _returning - 1);
+            Monitor.PulseAll(_gate);
             if (healthy && !_closed)
             {
                 worker.IdleSince = DateTime.UtcNow;
                 _idle.Push(worker);
-                Monitor.Pulse(_gate);
                 return;
             }
-
-            Monitor.Pulse(_gate);
         }
 
-        worker.Dispose();
+        worker.Close();
     }
 
     private static void TrimAll()
@@ -192,7 +198,7 @@ internal sealed class WorkerPool
 
         foreach (Worker worker in expired)
         {
-            worker.Dispose();
+            worker.Close();
         }
     }
 
@@ -208,7 +214,7 @@ internal sealed class WorkerPool
 
         foreach (Worker worker in idle)
         {
-            worker.Dispose();
+            worker.Close();
         }
     }
 }
