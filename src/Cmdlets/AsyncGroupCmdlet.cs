@@ -200,6 +200,23 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
         }
     }
 
+    /// <summary>
+    /// Stops delivering <paramref name="tasks"/>' stream records here, then writes what was already
+    /// queued: records posted before the detach are not lost, later ones stay buffered in the task.
+    /// </summary>
+    internal void ReleaseTasks(IEnumerable<AsyncTask> tasks, bool drain)
+    {
+        foreach (AsyncTask task in tasks)
+        {
+            task.DetachSink(Sink);
+        }
+
+        if (drain)
+        {
+            DrainAvailable();
+        }
+    }
+
     /// <summary>Throws a terminating error for a parameter problem (before any task starts).</summary>
     internal void ThrowArgumentError(string message, object? target, Exception? inner = null) =>
         ThrowTerminatingError(ErrorHelper.InvalidArgument(message, target, inner));

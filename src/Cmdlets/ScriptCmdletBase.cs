@@ -39,7 +39,7 @@ public abstract class ScriptCmdletBase : AsyncGroupCmdlet
         {
             plan = ScriptPlan.Create(this, scriptBlock, Settings);
         }
-        catch (ArgumentException ex) when (ex.Message.Contains("$using:") || ex.Message.Contains("using variable"))
+        catch (UsingScriptBlockException ex)
         {
             ThrowTerminatingError(new ErrorRecord(ex, ErrorIds.UsingScriptBlock, ErrorCategory.InvalidArgument, scriptBlock));
             throw; // not reached
@@ -57,9 +57,15 @@ public abstract class ScriptCmdletBase : AsyncGroupCmdlet
 
     private WorkerSettings CaptureSettings()
     {
+        // Inside Start-TaskGroup, what the group was given is the default for what runs in it.
+        StartTaskGroupCommand? group = this is StartTaskGroupCommand ? null : GroupScope.Current?.Owner;
         try
         {
-            return WorkerSettings.Capture(this, Function, ImportModule, InitializationScript);
+            return WorkerSettings.Capture(
+                this,
+                Function ?? group?.Function,
+                ImportModule ?? group?.ImportModule,
+                InitializationScript ?? group?.InitializationScript);
         }
         catch (ArgumentException ex)
         {

@@ -360,6 +360,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
                 throw new PipelineStoppedException();
             }
 
+            ReleaseTasks(_tasks, drain: true);
             if (_firstFailure is not null && !ReturnExceptions)
             {
                 ThrowTerminatingError(ErrorHelper.ForTask(_firstFailure));
@@ -374,10 +375,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         }
         finally
         {
-            foreach (AsyncTask task in _tasks)
-            {
-                task.DetachSink(Sink);
-            }
+            ReleaseTasks(_tasks, drain: false);
         }
     }
 }

@@ -75,13 +75,12 @@ public sealed class ReceiveAsyncTaskCommand : TaskCmdletBase
                     }
                 }
             }
+
+            ReleaseTasks(Collected, drain: true);
         }
         finally
         {
-            foreach (AsyncTask task in Collected)
-            {
-                task.DetachSink(Sink);
-            }
+            ReleaseTasks(Collected, drain: false);
         }
     }
 

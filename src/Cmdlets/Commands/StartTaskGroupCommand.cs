@@ -1,4 +1,5 @@
 using System;
+using System.Collections.ObjectModel;
 using System.Management.Automation;
 using System.Threading;
 using System.Threading.Tasks;
@@ -13,6 +14,8 @@ namespace AsyncGroup.Commands;
 [OutputType(typeof(object))]
 public sealed class StartTaskGroupCommand : ScriptCmdletBase
 {
+    private Exception? _writeFailure;
+
     /// <summary>The body, run in the caller's session; its output is this cmdlet's output.</summary>
     [Parameter(Mandatory = true, Position = 0)]
     [ValidateNotNull]
@@ -41,6 +44,8 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
             ThrowArgumentError("The script block is empty: give the group a body to run.", ScriptBlock);
         }
 
+        _ = Settings; // -Function/-ImportModule problems surface before the body runs; children inherit them
+
         var options = new TaskGroupOptions
         {
             Limiter = MyInvocation.BoundParameters.ContainsKey(nameof(ThrottleLimit)) ? new ConcurrencyLimiter(ThrottleLimit) : null,
@@ -51,7 +56,7 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
 
         // A stop that came from downstream (Select-Object -First) or Ctrl+C still joins the
         // children first: the group never returns with a child running.
-        bool bodyStopped = bodyError is PipelineStoppedException && !group.Token.IsCancellationRequested;
+        bool bodyStopped = (bodyError is PipelineStoppedException && !group.Token.IsCancellationRequested) || (bodyError is not null && ReferenceEquals(bodyError, _writeFailure));
         Task join = group.JoinAsync(bodyStopped ? new OperationCanceledException("The task group's body was stopped.", bodyError) : bodyError);
         try
         {
@@ -101,13 +106,13 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
         using PowerShell body = PowerShell.Create(RunspaceMode.CurrentRunspace);
         body.AddScript("param($__agBody) & $__agBody", useLocalScope: true).AddArgument(ScriptBlock);
         var output = new PSDataCollection<PSObject>();
-        output.DataAdded += (s, e) =>
+        output.DataAdded += (s, e) => Forward(body, () =>
         {
             foreach (PSObject item in output.ReadAll())
             {
                 WriteObject(item);
             }
-        };
+        });
         ForwardBodyStreams(body);
 
         using CancellationTokenRegistration stopBody = group.Token.Register(() =>
@@ -127,7 +132,13 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
             try
             {
                 body.Invoke(null, output);
-                return null;
+                return _writeFailure;
+            }
+            catch (Exception) when (_writeFailure is not null)
+            {
+                // Our own Write* threw (downstream Select-Object -First, -ErrorAction Stop…):
+                // that exception, not the body's stop it caused, is what must surface.
+                return _writeFailure;
             }
             catch (PipelineStoppedException ex) when (group.Token.IsCancellationRequested)
             {
@@ -136,55 +147,57 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
             }
             catch (Exception ex)
             {
-                return ex;
+                return Unwrap(ex);
             }
+        }
+    }
+
+    /// <summary>A cmdlet's terminating error in the body arrives wrapped; the aggregate keeps the original.</summary>
+    private static Exception Unwrap(Exception ex) =>
+        ex is CmdletInvocationException or ActionPreferenceStopException
+        && ((IContainsErrorRecord)ex).ErrorRecord?.Exception is { } original && !ReferenceEquals(original, ex)
+            ? original
+            : ex;
+
+    private static void Each<T>(Collection<T> items, Action<T> action)
+    {
+        foreach (T item in items)
+        {
+            action(item);
+        }
+    }
+
+    /// <summary>
+    /// Runs a write from the body's handlers. Write* may throw (a downstream command stopped us, or
+    /// -ErrorAction Stop); PowerShell would turn that into a plain stop of the nested body, so it is
+    /// kept, the body is stopped, and the exception is rethrown once the children are joined.
+    /// </summary>
+    private void Forward(PowerShell body, Action write)
+    {
+        if (_writeFailure is not null)
+        {
+            return;
+        }
+
+        try
+        {
+            write();
+        }
+        catch (Exception ex)
+        {
+            _writeFailure = ex;
+            body.BeginStop(null, null);
         }
     }
 
     private void ForwardBodyStreams(PowerShell body)
     {
         PSDataStreams streams = body.Streams;
-        streams.Error.DataAdded += (s, e) =>
-        {
-            foreach (ErrorRecord r in streams.Error.ReadAll())
-            {
-                WriteError(r);
-            }
-        };
-        streams.Warning.DataAdded += (s, e) =>
-        {
-            foreach (WarningRecord r in streams.Warning.ReadAll())
-            {
-                WriteWarning(r.Message);
-            }
-        };
-        streams.Verbose.DataAdded += (s, e) =>
-        {
-            foreach (VerboseRecord r in streams.Verbose.ReadAll())
-            {
-                WriteVerbose(r.Message);
-            }
-        };
-        streams.Debug.DataAdded += (s, e) =>
-        {
-            foreach (DebugRecord r in streams.Debug.ReadAll())
-            {
-                WriteDebug(r.Message);
-            }
-        };
-        streams.Information.DataAdded += (s, e) =>
-        {
-            foreach (InformationRecord r in streams.Information.ReadAll())
-            {
-                WriteInformation(r);
-            }
-        };
-        streams.Progress.DataAdded += (s, e) =>
-        {
-            foreach (ProgressRecord r in streams.Progress.ReadAll())
-            {
-                WriteProgress(r);
-            }
-        };
+        streams.Error.DataAdded += (s, e) => Forward(body, () => Each(streams.Error.ReadAll(), WriteError));
+        streams.Warning.DataAdded += (s, e) => Forward(body, () => Each(streams.Warning.ReadAll(), r => WriteWarning(r.Message)));
+        streams.Verbose.DataAdded += (s, e) => Forward(body, () => Each(streams.Verbose.ReadAll(), r => WriteVerbose(r.Message)));
+        streams.Debug.DataAdded += (s, e) => Forward(body, () => Each(streams.Debug.ReadAll(), r => WriteDebug(r.Message)));
+        streams.Information.DataAdded += (s, e) => Forward(body, () => Each(streams.Information.ReadAll(), WriteInformation));
+        streams.Progress.DataAdded += (s, e) => Forward(body, () => Each(streams.Progress.ReadAll(), WriteProgress));
     }
 }

@@ -44,43 +44,45 @@ public sealed class WaitAsyncTaskCommand : TaskCmdletBase
             foreach (AsyncTask task in Collected)
             {
                 TimeSpan? left = timeout is { } t ? (t > clock.Elapsed ? t - clock.Elapsed : TimeSpan.Zero) : null;
+                IReadOnlyList<PSObject> output;
                 try
                 {
-                    IReadOnlyList<PSObject> output = Await(AsyncOps.WaitForAsync(task.Work, left, PipelineStopToken));
-                    DrainAvailable();
-                    foreach (PSObject item in output)
-                    {
-                        WriteObject(item);
-                    }
+                    // Not the stop token: Ctrl+C ends the wait but, unlike the timeout, cancels nothing
+                    // (tasks passed in are the caller's). The pump notices the stop.
+                    output = Await(AsyncOps.WaitForAsync(task.Work, left));
                 }
                 catch (TimeoutException ex) when (task.State == WorkTaskState.Cancelled)
                 {
                     firstTimeout ??= ex;
                     timedOut.Add(task);
+                    continue;
                 }
-                catch (OperationCanceledException) when (PipelineStopToken.IsCancellationRequested)
-                {
-                    throw new PipelineStoppedException();
-                }
-                catch (Exception)
+                catch (Exception ex) when (ex is not PipelineStoppedException && task.IsDone)
                 {
                     DrainAvailable();
                     WriteError(ErrorHelper.ForTask(task));
+                    continue;
+                }
+
+                DrainAvailable();
+                foreach (PSObject item in output)
+                {
+                    WriteObject(item);
                 }
             }
+
+            ReleaseTasks(Collected, drain: true);
         }
         finally
         {
-            foreach (AsyncTask task in Collected)
-            {
-                task.DetachSink(Sink);
-            }
+            ReleaseTasks(Collected, drain: false);
         }
 
         if (firstTimeout is not null)
         {
+            string which = timedOut.Count == 1 ? $"Task '{timedOut[0].Name}'" : $"{timedOut.Count} tasks";
             ThrowTerminatingError(ErrorHelper.Timeout(
-                timedOut.Count == 1 ? firstTimeout : new TimeoutException($"{timedOut.Count} task(s) did not complete within {timeout!.Value.TotalSeconds:0.###} s and were cancelled.", firstTimeout),
+                new TimeoutException($"{which} did not complete within {timeout!.Value.TotalSeconds:0.###} s and {(timedOut.Count == 1 ? "was" : "were")} cancelled.", firstTimeout),
                 timedOut.Count == 1 ? timedOut[0] : timedOut.ToArray()));
         }
     }

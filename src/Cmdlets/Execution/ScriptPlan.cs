@@ -81,7 +81,7 @@ internal sealed class WorkerSettings
             CommandInfo? command = cmdlet.InvokeCommand.GetCommand(name, CommandTypes.Function | CommandTypes.Filter);
             if (command is not FunctionInfo function)
             {
-                throw new ArgumentException($"The function '{name}' passed to -Function was not found in the caller's session.", "Function");
+                throw new ArgumentException($"The function '{name}' passed to -Function was not found in the caller's session.");
             }
 
             string definition = function is FilterInfo ? "filter {" + function.Definition + "}" : function.Definition;
@@ -90,6 +90,7 @@ internal sealed class WorkerSettings
 
         string[] moduleList = (modules ?? Array.Empty<string>())
             .Where(m => !string.IsNullOrWhiteSpace(m))
+            .Select(m => ResolveModule(cmdlet, m))
             .Distinct(StringComparer.OrdinalIgnoreCase)
             .OrderBy(m => m, StringComparer.OrdinalIgnoreCase)
             .ToArray();
@@ -102,6 +103,38 @@ internal sealed class WorkerSettings
             functions,
             moduleList,
             initializationScript is null ? null : ScriptPlan.BodyText(initializationScript));
+    }
+
+    /// <summary>
+    /// A module for -ImportModule, checked in the caller's session before any task starts: a path
+    /// is resolved against the caller's location (workers start elsewhere), a name must be
+    /// loaded or available.
+    /// </summary>
+    private static string ResolveModule(PSCmdlet cmdlet, string module)
+    {
+        bool isPath = module.IndexOfAny(new[] { '/', '\\' }) >= 0 || module.StartsWith(".", StringComparison.Ordinal)
+            || module.EndsWith(".psd1", StringComparison.OrdinalIgnoreCase) || module.EndsWith(".psm1", StringComparison.OrdinalIgnoreCase)
+            || module.EndsWith(".dll", StringComparison.OrdinalIgnoreCase);
+        if (isPath)
+        {
+            string full = cmdlet.SessionState.Path.GetUnresolvedProviderPathFromPSPath(module);
+            if (!System.IO.File.Exists(full) && !System.IO.Directory.Exists(full))
+            {
+                throw new ArgumentException($"The module '{module}' passed to -ImportModule was not found (looked for '{full}').");
+            }
+
+            return full;
+        }
+
+        var found = cmdlet.InvokeCommand.InvokeScript(
+            "param($n) @(Get-Module -Name $n) + @(Get-Module -ListAvailable -Name $n) | Select-Object -First 1",
+            module);
+        if (found.Count == 0 || found[0] is null)
+        {
+            throw new ArgumentException($"The module '{module}' passed to -ImportModule is neither loaded nor available in PSModulePath.");
+        }
+
+        return module;
     }
 
     /// <summary>
@@ -128,9 +161,26 @@ internal sealed class WorkerSettings
             value = pso.BaseObject;
         }
 
-        if (value is ActionPreference preference && preference == ActionPreference.Inquire)
+        if (value is ActionPreference preference)
         {
-            return ActionPreference.Continue;
+            if (preference == ActionPreference.Inquire)
+            {
+                return ActionPreference.Continue;
+            }
+
+            // -WarningVariable and friends collect records the caller silences: the worker must
+            // still produce them (the cmdlet's own Write* then honours SilentlyContinue).
+            string? variable = name switch
+            {
+                "WarningPreference" => "WarningVariable",
+                "InformationPreference" => "InformationVariable",
+                "ErrorActionPreference" => "ErrorVariable",
+                _ => null,
+            };
+            if (preference == ActionPreference.SilentlyContinue && variable is not null && bound.ContainsKey(variable))
+            {
+                return ActionPreference.Continue;
+            }
         }
 
         return value;
@@ -178,14 +228,14 @@ internal sealed class ScriptPlan
     {
         if (scriptBlock is null)
         {
-            throw new ArgumentException("The script block cannot be null.", "ScriptBlock");
+            throw new ArgumentException("The script block cannot be null.");
         }
 
         var ast = (ScriptBlockAst)scriptBlock.Ast;
         string body = BodyText(scriptBlock);
         if (string.IsNullOrWhiteSpace(body) || IsEmpty(ast))
         {
-            throw new ArgumentException("The script block is empty: give it something to run.", "ScriptBlock");
+            throw new ArgumentException("The script block is empty: give it something to run.");
         }
 
         int bodyStart = BodyStartOffset(ast);
@@ -251,7 +301,7 @@ internal sealed class ScriptPlan
             if (psVariable is null)
             {
                 throw new ArgumentException(
-                    $"The value of the using variable '{usingAst.Extent.Text}' cannot be retrieved because it has not been set in the caller's session.", "ScriptBlock");
+                    $"The value of the using variable '{usingAst.Extent.Text}' cannot be retrieved because it has not been set in the caller's session.");
             }
 
             value = psVariable.Value;
@@ -279,11 +329,19 @@ internal sealed class ScriptPlan
         object? inner = value is PSObject pso ? pso.BaseObject : value;
         if (inner is ScriptBlock)
         {
-            throw new ArgumentException(
-                $"The using variable '{usingAst.Extent.Text}' holds a script block. Script blocks cannot be passed with $using: because they would run on another runspace's thread; pass its text and re-create it with [scriptblock]::Create().",
-                "ScriptBlock");
+            throw new UsingScriptBlockException(
+                $"The using variable '{usingAst.Extent.Text}' holds a script block. Script blocks cannot be passed with $using: because they would run on another runspace's thread; pass its text and re-create it with [scriptblock]::Create().");
         }
 
         return value;
+    }
+}
+
+/// <summary>A <c>$using:</c> value is a script block: refused, as PowerShell refuses it for ForEach-Object -Parallel.</summary>
+internal sealed class UsingScriptBlockException : ArgumentException
+{
+    public UsingScriptBlockException(string message)
+        : base(message)
+    {
     }
 }
