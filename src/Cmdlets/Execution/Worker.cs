@@ -61,9 +61,6 @@ while ($__ag.NextBatch()) {
 
     internal Runspace Runspace { get; }
 
-    /// <summary>When it last went idle (for the pool's trimming).</summary>
-    internal DateTime IdleSince { get; set; } = DateTime.UtcNow;
-
     /// <summary>True while its driver is running (idle workers with a driver take the next batch at once).</summary>
     internal bool IsHot
     {

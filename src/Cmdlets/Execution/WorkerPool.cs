@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Management.Automation.Runspaces;
 using System.Threading;
+using AsyncGroup.Core;
 
 namespace AsyncGroup.Execution;
 
@@ -24,34 +25,13 @@ internal sealed class WorkerPool
     private static readonly Timer s_trimTimer = new(_ => TrimAll(), null, TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(15));
     private static int s_created;
 
-    private readonly object _gate = new();
-    private readonly Stack<Worker> _idle = new();
+    private readonly WarmPool<Worker> _warm = new(ReturnWait);
     private readonly string[] _modules;
-    private int _returning;
-    private bool _closed;
 
     private WorkerPool(string[] modules) => _modules = modules;
 
     /// <summary>How many worker runspaces this process has created (for tests and benchmarks).</summary>
     internal static int CreatedCount => Volatile.Read(ref s_created);
-
-    /// <summary>Idle workers across all pools.</summary>
-    internal static int IdleCount
-    {
-        get
-        {
-            int count = 0;
-            foreach (WorkerPool pool in s_pools.Values)
-            {
-                lock (pool._gate)
-                {
-                    count += pool._idle.Count;
-                }
-            }
-
-            return count;
-        }
-    }
 
     internal static WorkerPool For(IReadOnlyList<string> modules)
     {
@@ -60,50 +40,28 @@ internal sealed class WorkerPool
         return s_pools.GetOrAdd(key, _ => new WorkerPool(new List<string>(modules).ToArray()));
     }
 
-    /// <summary>Disposes every idle worker; busy ones are disposed when they come back. Called on Remove-Module.</summary>
+    /// <summary>Closes every idle worker; busy ones are closed when they come back. Called on Remove-Module.</summary>
     internal static void CloseAll()
     {
         foreach (WorkerPool pool in s_pools.Values)
         {
-            pool.Close();
+            foreach (Worker worker in pool._warm.Close())
+            {
+                worker.Close();
+            }
         }
 
         s_pools.Clear();
     }
 
-    internal Worker Rent()
-    {
-        lock (_gate)
-        {
-            // A worker on its way back (its driver ended, its state is being reset) is a
-            // millisecond away; opening a new runspace costs tens. Back-to-back calls reuse it.
-            var deadline = DateTime.UtcNow + ReturnWait;
-            while (_idle.Count == 0 && _returning > 0)
-            {
-                TimeSpan left = deadline - DateTime.UtcNow;
-                if (left <= TimeSpan.Zero || !Monitor.Wait(_gate, left))
-                {
-                    break;
-                }
-            }
+    /// <summary>
+    /// A warm worker — waiting briefly for one on its way back (a millisecond away) rather than
+    /// opening a new runspace (tens of milliseconds) — or a new one.
+    /// </summary>
+    internal Worker Rent() => _warm.TryRent() ?? Create();
 
-            if (_idle.Count > 0)
-            {
-                return _idle.Pop();
-            }
-        }
-
-        return Create();
-    }
-
-    /// <summary>A worker's driver is ending and it will be returned shortly.</summary>
-    internal void Returning()
-    {
-        lock (_gate)
-        {
-            _returning++;
-        }
-    }
+    /// <summary>A worker's batch is drained and it will be returned shortly.</summary>
+    internal void Returning() => _warm.Returning();
 
     /// <summary>
     /// Takes a worker back. A worker whose driver ended (stopped or failed) is reset first; one
@@ -125,26 +83,20 @@ internal sealed class WorkerPool
             }
         }
 
-        lock (_gate)
+        if (!_warm.Return(healthy ? worker : null))
         {
-            _returning = Math.Max(0, _returning - 1);
-            Monitor.PulseAll(_gate);
-            if (healthy && !_closed)
-            {
-                worker.IdleSince = DateTime.UtcNow;
-                _idle.Push(worker);
-                return;
-            }
+            worker.Close();
         }
-
-        worker.Close();
     }
 
     private static void TrimAll()
     {
         foreach (WorkerPool pool in s_pools.Values)
         {
-            pool.Trim(DateTime.UtcNow - IdleTimeout);
+            foreach (Worker worker in pool._warm.Trim(DateTime.UtcNow - IdleTimeout))
+            {
+                worker.Close();
+            }
         }
     }
 
@@ -171,50 +123,5 @@ internal sealed class WorkerPool
         }
 
         return new Worker(this, runspace);
-    }
-
-    private void Trim(DateTime idleBefore)
-    {
-        var expired = new List<Worker>();
-        lock (_gate)
-        {
-            if (_idle.Count == 0)
-            {
-                return;
-            }
-
-            var keep = new List<Worker>();
-            foreach (Worker worker in _idle)
-            {
-                (worker.IdleSince < idleBefore ? expired : keep).Add(worker);
-            }
-
-            _idle.Clear();
-            for (int i = keep.Count - 1; i >= 0; i--)
-            {
-                _idle.Push(keep[i]);
-            }
-        }
-
-        foreach (Worker worker in expired)
-        {
-            worker.Close();
-        }
-    }
-
-    private void Close()
-    {
-        Worker[] idle;
-        lock (_gate)
-        {
-            _closed = true;
-            idle = _idle.ToArray();
-            _idle.Clear();
-        }
-
-        foreach (Worker worker in idle)
-        {
-            worker.Close();
-        }
     }
 }

@@ -1,0 +1,82 @@
+using AsyncGroup.Core;
+using Xunit;
+
+namespace AsyncGroup.Tests.Core;
+
+/// <summary>The worker pool's reuse rules, without runspaces.</summary>
+public class WarmPoolTests
+{
+    [Fact]
+    public void An_empty_pool_with_nothing_returning_says_create()
+    {
+        var pool = new WarmPool<string>(TimeSpan.FromSeconds(10));
+        Assert.Null(pool.TryRent()); // returns at once: nothing is on its way back
+    }
+
+    [Fact]
+    public void Rent_prefers_the_most_recently_returned_item()
+    {
+        var pool = new WarmPool<string>(TimeSpan.Zero);
+        pool.Returning();
+        pool.Return("old");
+        pool.Returning();
+        pool.Return("new");
+        Assert.Equal("new", pool.TryRent());
+        Assert.Equal("old", pool.TryRent());
+        Assert.Null(pool.TryRent());
+    }
+
+    [Fact]
+    public async Task Rent_waits_for_an_item_on_its_way_back_instead_of_creating()
+    {
+        var pool = new WarmPool<string>(TestAsync.Deadline);
+        pool.Returning();
+        Task<string?> renter = Task.Run(() => pool.TryRent());
+        Assert.False(renter.IsCompleted);
+        pool.Return("back");
+        Assert.Equal("back", await renter.Bounded());
+    }
+
+    [Fact]
+    public void Rent_gives_up_after_the_return_wait()
+    {
+        var pool = new WarmPool<string>(TimeSpan.FromMilliseconds(1));
+        pool.Returning(); // announced but never returned
+        Assert.Null(pool.TryRent());
+    }
+
+    [Fact]
+    public void A_refused_return_ends_the_announcement()
+    {
+        var pool = new WarmPool<string>(TestAsync.Deadline);
+        pool.Returning();
+        Assert.False(pool.Return(null)); // the worker broke: the caller disposes it
+        Assert.Null(pool.TryRent());      // and nobody waits for it any more
+    }
+
+    [Fact]
+    public void Trim_hands_back_only_items_idle_for_too_long()
+    {
+        DateTime now = new(2026, 11, 21, 12, 0, 0, DateTimeKind.Utc);
+        var pool = new WarmPool<string>(TimeSpan.Zero, () => now);
+        pool.Returning();
+        pool.Return("stale");
+        now += TimeSpan.FromMinutes(2);
+        pool.Returning();
+        pool.Return("fresh");
+        Assert.Equal(new[] { "stale" }, pool.Trim(now - TimeSpan.FromMinutes(1)));
+        Assert.Equal(1, pool.IdleCount);
+        Assert.Equal("fresh", pool.TryRent());
+    }
+
+    [Fact]
+    public void A_closed_pool_returns_its_idle_items_and_refuses_later_returns()
+    {
+        var pool = new WarmPool<string>(TimeSpan.Zero);
+        pool.Returning();
+        pool.Return("a");
+        Assert.Equal(new[] { "a" }, pool.Close());
+        pool.Returning();
+        Assert.False(pool.Return("b"));
+    }
+}

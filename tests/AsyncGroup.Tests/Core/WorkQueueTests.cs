@@ -1,0 +1,132 @@
+using AsyncGroup.Core;
+using Xunit;
+
+namespace AsyncGroup.Tests.Core;
+
+/// <summary>The executor's batch queue rules, without runspaces.</summary>
+public class WorkQueueTests
+{
+    private static WorkQueue<string> QueueWith(int maxWorkers, params string[] items)
+    {
+        var queue = new WorkQueue<string>(maxWorkers);
+        foreach (string item in items)
+        {
+            queue.Register();
+            queue.Enqueue(item);
+        }
+
+        return queue;
+    }
+
+    [Fact]
+    public void Items_are_taken_first_in_first_out_and_a_requeued_item_goes_first()
+    {
+        var queue = QueueWith(1, "a", "b", "c");
+        Assert.Equal("a", queue.Take());
+        queue.Requeue("a");
+        queue.Complete();
+        Assert.Equal(new[] { "a", "b", "c" }, new[] { queue.Take(), queue.Take(), queue.Take() });
+        Assert.Null(queue.Take());
+    }
+
+    [Fact]
+    public async Task Take_blocks_until_an_item_is_queued()
+    {
+        var queue = new WorkQueue<string>(1);
+        queue.Register();
+        Task<string?> taker = Task.Run(() => queue.Take());
+        await Task.Yield();
+        Assert.False(taker.IsCompleted);
+        queue.Enqueue("x");
+        Assert.Equal("x", await taker.Bounded());
+    }
+
+    [Fact]
+    public async Task A_completed_queue_is_not_drained_while_a_registered_item_has_not_arrived()
+    {
+        var queue = new WorkQueue<string>(1);
+        queue.Register(); // admitted later by a limiter, say
+        queue.Complete();
+        Task<string?> taker = Task.Run(() => queue.Take());
+        await WaitUntil(() => queue.Waiting == 1 || taker.IsCompleted);
+        Assert.False(taker.IsCompleted, "Take returned although a registered item was still to come.");
+        queue.Enqueue("late");
+        Assert.Equal("late", await taker.Bounded());
+        Assert.Null(queue.Take());
+    }
+
+    [Fact]
+    public async Task Unregistering_the_last_expected_item_releases_waiting_workers()
+    {
+        var queue = new WorkQueue<string>(1);
+        queue.Register();
+        queue.Complete();
+        Task<string?> taker = Task.Run(() => queue.Take());
+        queue.Unregister();
+        Assert.Null(await taker.Bounded());
+        Assert.False(queue.HasWork);
+    }
+
+    [Fact]
+    public void Start_decisions_never_exceed_the_worker_limit()
+    {
+        var queue = new WorkQueue<string>(2);
+        int starts = 0;
+        for (int i = 0; i < 10; i++)
+        {
+            queue.Register();
+            if (queue.Enqueue("i" + i))
+            {
+                starts++;
+            }
+        }
+
+        Assert.Equal(2, starts);
+        Assert.Equal(2, queue.Workers);
+    }
+
+    [Fact]
+    public async Task No_worker_is_started_while_an_idle_one_is_waiting()
+    {
+        var queue = new WorkQueue<string>(4);
+        queue.Register();
+        Assert.True(queue.Enqueue("first"));        // one worker for the first item
+        Assert.Equal("first", queue.Take());
+        Task<string?> idle = Task.Run(() => queue.Take()); // that worker now waits
+        await WaitUntil(() => queue.Waiting == 1);
+        queue.Register();
+        Assert.False(queue.Enqueue("second"), "A second worker was started although one was idle.");
+        Assert.Equal("second", await idle.Bounded());
+    }
+
+    [Fact]
+    public void A_leaving_worker_is_replaced_only_while_items_remain()
+    {
+        var queue = QueueWith(1, "a", "b");
+        Assert.Equal(1, queue.Workers);
+        Assert.True(queue.WorkerLeft(), "Items remain: a replacement is needed.");
+        Assert.Equal("a", queue.Take());
+        Assert.Equal("b", queue.Take());
+        Assert.False(queue.WorkerLeft(), "Nothing remains: no replacement.");
+    }
+
+    [Fact]
+    public void A_queued_item_can_be_removed_and_all_can_be_taken_out_for_failing()
+    {
+        var queue = QueueWith(1, "a", "b", "c");
+        Assert.True(queue.TryRemove("b"));
+        Assert.False(queue.TryRemove("b"));
+        Assert.Equal(new[] { "a", "c" }, queue.RemoveAll());
+        Assert.Equal(0, queue.Count);
+    }
+
+    private static async Task WaitUntil(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + TestAsync.Deadline;
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "Condition not reached before the deadline.");
+            await Task.Delay(5);
+        }
+    }
+}
