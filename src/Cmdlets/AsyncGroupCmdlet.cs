@@ -29,6 +29,12 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     private readonly QueueSink _sink;
     private bool _disposed;
 
+    /// <summary>
+    /// The longest a cmdlet waits for its own tasks to end after cancelling them: the executor
+    /// abandons a stuck worker after its grace period, so this is only a safety margin.
+    /// </summary>
+    internal static readonly TimeSpan ShutdownBound = Worker.StopGracePeriod + TimeSpan.FromSeconds(2);
+
     /// <summary>Creates the cmdlet.</summary>
     protected AsyncGroupCmdlet() => _sink = new QueueSink(_queue);
 
@@ -168,10 +174,9 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
         }
 
         Task all = Task.WhenAll(owned.Select(t => t.Work.Completion));
-        TimeSpan bound = Worker.StopGracePeriod + TimeSpan.FromSeconds(2);
-        if (!all.Wait(bound) && writeWarnings)
+        if (!all.Wait(ShutdownBound) && writeWarnings)
         {
-            TryWriteWarning($"{owned.Count(t => !t.IsDone)} task(s) did not stop within {bound.TotalSeconds:0} s; they were abandoned.");
+            TryWriteWarning($"{owned.Count(t => !t.IsDone)} task(s) did not stop within {ShutdownBound.TotalSeconds:0} s; they were abandoned.");
         }
 
         if (writeWarnings)
@@ -197,6 +202,23 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
         catch (Exception)
         {
             // Writing after a stop throws; the warning is best effort.
+        }
+    }
+
+    /// <summary>Seconds given to <paramref name="parameterName"/> as a TimeSpan, or null when the parameter was not bound.</summary>
+    internal TimeSpan? BoundSeconds(string parameterName, double seconds) =>
+        MyInvocation.BoundParameters.ContainsKey(parameterName) ? TimeSpan.FromSeconds(seconds) : null;
+
+    /// <summary>What is left of <paramref name="timeout"/> after <paramref name="elapsed"/> (never negative); null for no timeout.</summary>
+    internal static TimeSpan? Remaining(TimeSpan? timeout, System.Diagnostics.Stopwatch elapsed) =>
+        timeout is { } t ? (t > elapsed.Elapsed ? t - elapsed.Elapsed : TimeSpan.Zero) : null;
+
+    /// <summary>Delivers <paramref name="tasks"/>' buffered and future stream records through this cmdlet until <see cref="ReleaseTasks"/>.</summary>
+    internal void AttachTasks(IEnumerable<AsyncTask> tasks)
+    {
+        foreach (AsyncTask task in tasks)
+        {
+            task.AttachSink(Sink);
         }
     }
 

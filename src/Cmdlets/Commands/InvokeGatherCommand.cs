@@ -78,7 +78,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
 
     private bool PipelineMode => ParameterSetName == ScriptBlockSet && (MyInvocation.ExpectingInput || Bound(nameof(InputObject)));
 
-    private TimeSpan? TimeoutSpan => Bound(nameof(Timeout)) ? TimeSpan.FromSeconds(Timeout) : null;
+    private TimeSpan? TimeoutSpan => BoundSeconds(nameof(Timeout), Timeout);
 
     /// <inheritdoc />
     protected override void BeginProcessing()
@@ -106,7 +106,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
                 ReturnExceptions = ReturnExceptions.IsPresent,
                 Limiter = _limiter,
                 Timeout = TimeoutSpan,
-                TaskTimeout = Bound(nameof(TaskTimeout)) ? TimeSpan.FromSeconds(TaskTimeout) : null,
+                TaskTimeout = BoundSeconds(nameof(TaskTimeout), TaskTimeout),
                 StartInline = true, // the work only queues the item for a worker
             },
             PipelineStopToken);

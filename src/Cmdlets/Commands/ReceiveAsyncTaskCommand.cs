@@ -40,11 +40,8 @@ public sealed class ReceiveAsyncTaskCommand : TaskCmdletBase
     protected override void EndProcessing()
     {
         RequireTasks();
-        TimeSpan? timeout = MyInvocation.BoundParameters.ContainsKey(nameof(Timeout)) ? TimeSpan.FromSeconds(Timeout) : null;
-        foreach (AsyncTask task in Collected)
-        {
-            task.AttachSink(Sink); // buffered and live stream records reach the caller
-        }
+        TimeSpan? timeout = BoundSeconds(nameof(Timeout), Timeout);
+        AttachTasks(Collected); // buffered and live stream records reach the caller
 
         try
         {
@@ -113,7 +110,7 @@ public sealed class ReceiveAsyncTaskCommand : TaskCmdletBase
         var clock = Stopwatch.StartNew();
         foreach (AsyncTask task in Collected)
         {
-            TimeSpan? left = timeout is { } t ? (t > clock.Elapsed ? t - clock.Elapsed : TimeSpan.Zero) : null;
+            TimeSpan? left = Remaining(timeout, clock);
             WaitOutcome outcome;
             try
             {

@@ -63,7 +63,7 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
     {
         bool hasInput = MyInvocation.BoundParameters.ContainsKey(nameof(InputObject));
         var task = new AsyncTask(_batch!, hasInput ? InputObject : null, hasInput, ArgumentList ?? Array.Empty<object>(), CurrentRunspaceId);
-        TimeSpan? timeout = MyInvocation.BoundParameters.ContainsKey(nameof(Timeout)) ? TimeSpan.FromSeconds(Timeout) : null;
+        TimeSpan? timeout = BoundSeconds(nameof(Timeout), Timeout);
         WorkTask<IReadOnlyList<PSObject>> work;
         if (_scope is not null)
         {

@@ -49,7 +49,7 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
         var options = new TaskGroupOptions
         {
             Limiter = MyInvocation.BoundParameters.ContainsKey(nameof(ThrottleLimit)) ? new ConcurrencyLimiter(ThrottleLimit) : null,
-            Timeout = MyInvocation.BoundParameters.ContainsKey(nameof(Timeout)) ? TimeSpan.FromSeconds(Timeout) : null,
+            Timeout = BoundSeconds(nameof(Timeout), Timeout),
         };
         var group = new TaskGroup(Name, options, PipelineStopToken);
         Exception? bodyError = RunBody(group);
@@ -86,7 +86,7 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
         {
             if (!join.IsCompleted)
             {
-                join.Wait(Execution.Worker.StopGracePeriod + TimeSpan.FromSeconds(2));
+                join.Wait(ShutdownBound);
             }
         }
 

@@ -34,7 +34,7 @@ public sealed class WaitAsyncGroupCommand : TaskCmdletBase
     protected override void EndProcessing()
     {
         RequireTasks();
-        TimeSpan? timeout = MyInvocation.BoundParameters.ContainsKey(nameof(Timeout)) ? TimeSpan.FromSeconds(Timeout) : null;
+        TimeSpan? timeout = BoundSeconds(nameof(Timeout), Timeout);
         Task<WaitOutcome> wait = AsyncOps.WaitAsync(Collected.Select(t => (WorkTask)t.Work).ToList(), ReturnWhen, timeout, PipelineStopToken);
         WaitOutcome outcome;
         try

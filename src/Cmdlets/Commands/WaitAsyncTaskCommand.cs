@@ -30,20 +30,17 @@ public sealed class WaitAsyncTaskCommand : TaskCmdletBase
     protected override void EndProcessing()
     {
         RequireTasks();
-        TimeSpan? timeout = MyInvocation.BoundParameters.ContainsKey(nameof(Timeout)) ? TimeSpan.FromSeconds(Timeout) : null;
+        TimeSpan? timeout = BoundSeconds(nameof(Timeout), Timeout);
         var clock = Stopwatch.StartNew();
         var timedOut = new List<AsyncTask>();
         TimeoutException? firstTimeout = null;
-        foreach (AsyncTask task in Collected)
-        {
-            task.AttachSink(Sink);
-        }
+        AttachTasks(Collected);
 
         try
         {
             foreach (AsyncTask task in Collected)
             {
-                TimeSpan? left = timeout is { } t ? (t > clock.Elapsed ? t - clock.Elapsed : TimeSpan.Zero) : null;
+                TimeSpan? left = Remaining(timeout, clock);
                 IReadOnlyList<PSObject> output;
                 try
                 {
