@@ -200,7 +200,9 @@ function Add-Verdict([string] $Case, [string] $Target, $Measured, [scriptblock] 
 $module = Get-Module -Name AsyncGroup
 Write-Output 'AsyncGroup cmdlet benchmarks'
 Write-Output ("  date        {0:yyyy-MM-dd HH:mm}" -f (Get-Date))
-Write-Output "  PowerShell  $($PSVersionTable.PSVersion) ($($PSVersionTable.PSEdition)) on $([Runtime.InteropServices.RuntimeInformation]::OSDescription)"
+$os = [Environment]::OSVersion.VersionString
+try { $os = [Runtime.InteropServices.RuntimeInformation]::OSDescription } catch { } # .NET Framework before 4.7.1 lacks it
+Write-Output "  PowerShell  $($PSVersionTable.PSVersion) ($($PSVersionTable.PSEdition)) on $os"
 Write-Output "  processors  $([Environment]::ProcessorCount)"
 Write-Output "  module      AsyncGroup $($module.Version) from $($module.ModuleBase)"
 Write-Output "  method      median of $Runs run(s) after one warm-up; Stopwatch; trivial item = { `$_ * 2 }"
