@@ -26,10 +26,20 @@
 
 .EXAMPLE
     ./build.ps1 -Task Clean, Build, Docs, Test, Package
+
+    From PowerShell. From another shell write the list without spaces:
+    pwsh ./build.ps1 -Task Clean,Build,Test
 #>
-[CmdletBinding()]
+[CmdletBinding(PositionalBinding = $false)]
 param(
-    [ValidateSet('Clean', 'Build', 'Docs', 'Test', 'Package', 'Bench')]
+    # One or more of Clean, Build, Docs, Test, Package, Bench. Checked below rather than with
+    # [ValidateSet]: from a shell, `pwsh ./build.ps1 -Task Clean,Build` passes the single
+    # string 'Clean,Build' (-File does not build arrays), so lists are split first.
+    [ArgumentCompleter({
+            param($commandName, $parameterName, $wordToComplete)
+            'Clean', 'Build', 'Docs', 'Test', 'Package', 'Bench' | Where-Object { $_ -like "$wordToComplete*" }
+        })]
+    [Parameter(Position = 0)]
     [string[]] $Task = 'Build',
 
     [ValidateSet('Release', 'Debug')]
@@ -38,6 +48,17 @@ param(
 
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
+
+$TaskOrder = 'Clean', 'Build', 'Docs', 'Test', 'Package', 'Bench'
+$Task = @($Task | ForEach-Object { $_ -split '[,\s]+' } | Where-Object { $_ })
+if ($Task.Count -eq 0) {
+    throw "No task given. Tasks: $($TaskOrder -join ', ')."
+}
+foreach ($name in $Task) {
+    if ($TaskOrder -notcontains $name) {
+        throw "Unknown task '$name'. Tasks: $($TaskOrder -join ', ')."
+    }
+}
 
 $RepoRoot = $PSScriptRoot
 $Solution = Join-Path $RepoRoot 'AsyncGroup.sln'
@@ -262,7 +283,7 @@ function Invoke-Package {
     $staged = Assert-StagedModule
     $version = Get-ModuleVersion
     if (-not (Test-Path -LiteralPath (Join-Path $staged 'en-US/AsyncGroup.dll-Help.xml'))) {
-        Write-Warning 'The staged module has no en-US help: run ./build.ps1 -Task Build, Docs, Package to include it.'
+        Write-Warning 'The staged module has no en-US help: run ./build.ps1 -Task Build,Docs,Package to include it.'
     }
 
     # Publish-Module runs the same check; doing it first gives the plain error.
@@ -319,7 +340,6 @@ function Invoke-Bench {
 
 # --- main ------------------------------------------------------------------------------------
 
-$order = 'Clean', 'Build', 'Docs', 'Test', 'Package', 'Bench'
-foreach ($name in $order | Where-Object { $Task -contains $_ }) {
+foreach ($name in $TaskOrder | Where-Object { $Task -contains $_ }) {
     & "Invoke-$name"
 }
