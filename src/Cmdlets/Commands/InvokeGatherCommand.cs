@@ -24,6 +24,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     private readonly List<AsyncTask> _tasks = new();
     private readonly InOrderBuffer<AsyncTask> _order = new();
     private readonly Dictionary<AsyncTask, int> _positions = new();
+    private readonly HashSet<AsyncTask> _processed = new();
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private Gatherer<IReadOnlyList<PSObject>>? _gatherer;
     private ConcurrencyLimiter? _limiter;
@@ -85,6 +86,15 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     {
         if (ParameterSetName == TaskSet)
         {
+            // The tasks already run: settings for new workers would be silently ignored.
+            foreach (string name in new[] { nameof(ImportModule), nameof(Function), nameof(InitializationScript) })
+            {
+                if (Bound(name))
+                {
+                    ThrowArgumentError($"-{name} configures the workers of new tasks; it cannot be used with -Task.", null);
+                }
+            }
+
             return;
         }
 
@@ -163,6 +173,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             CompleteBatches(); // workers leave as soon as the queue drains, ready for the next call
             Task all = _gatherer.WhenAllAsync();
             Pump(all, OnTaskDone, ShowProgress);
+            CatchUp(_tasks);
             CompleteProgress();
             try
             {
@@ -205,9 +216,30 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         NotifyWhenDone(task);
     }
 
+    /// <summary>
+    /// The gather (or wait) can complete a moment before the last completion notices reach the
+    /// queue. Handle what is queued, then any finished task still unseen, so no output is lost.
+    /// </summary>
+    private void CatchUp(IEnumerable<AsyncTask> finished)
+    {
+        DrainAvailable(OnTaskDone);
+        foreach (AsyncTask task in finished)
+        {
+            if (task.IsDone)
+            {
+                OnTaskDone(task);
+            }
+        }
+    }
+
     /// <summary>Releases a finished task's output in input order (or at once with -AsCompleted).</summary>
     private void OnTaskDone(AsyncTask task)
     {
+        if (!_processed.Add(task))
+        {
+            return; // already handled by CatchUp
+        }
+
         _done++;
         if (_firstFailure is null && task.State != WorkTaskState.Completed)
         {
@@ -359,6 +391,8 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             {
                 throw new PipelineStoppedException();
             }
+
+            CatchUp(outcome.Done.Select(w => (AsyncTask)w.Tag!));
 
             ReleaseTasks(_tasks, drain: true);
             if (_firstFailure is not null && !ReturnExceptions)
