@@ -84,8 +84,11 @@ internal sealed class ScriptBatch
 
     private void StartWorker()
     {
-        // Opening a runspace takes tens of milliseconds: never on the caller's thread, and several in parallel.
-        _ = Task.Run(() =>
+        // Opening a runspace blocks for tens of milliseconds: never on the caller's thread, and not
+        // on the thread pool either — twenty blocked pool threads starve it (it grows by about one
+        // thread a second), which made a cold fan-out several times slower. A long-running task
+        // gets a thread of its own.
+        _ = Task.Factory.StartNew(() =>
         {
             Worker worker;
             try
@@ -100,7 +103,7 @@ internal sealed class ScriptBatch
             }
 
             worker.Start(this);
-        });
+        }, CancellationToken.None, TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
     }
 
     /// <summary>Cancels a task wherever it is: still queued, or running on a worker.</summary>
