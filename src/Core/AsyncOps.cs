@@ -50,20 +50,23 @@ public static class AsyncOps
         var met = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         int remaining = tasks.Count;
         var registrations = new List<IDisposable>(tasks.Count);
+
+        // One delegate for the whole wait, not one per task.
+        Action<WorkTask> onDone = t =>
+        {
+            bool allDone = Interlocked.Decrement(ref remaining) == 0;
+            if (allDone
+                || returnWhen == ReturnWhen.FirstCompleted
+                || (returnWhen == ReturnWhen.FirstException && t.State == WorkTaskState.Failed))
+            {
+                met.TrySetResult(true);
+            }
+        };
         try
         {
             foreach (WorkTask task in tasks)
             {
-                registrations.Add(task.AddDoneCallback(t =>
-                {
-                    bool allDone = Interlocked.Decrement(ref remaining) == 0;
-                    if (allDone
-                        || returnWhen == ReturnWhen.FirstCompleted
-                        || (returnWhen == ReturnWhen.FirstException && t.State == WorkTaskState.Failed))
-                    {
-                        met.TrySetResult(true);
-                    }
-                }));
+                registrations.Add(task.AddDoneCallback(onDone));
             }
 
             if (!met.Task.IsCompleted)

@@ -44,6 +44,7 @@ public sealed class TaskGroup
     private readonly ConcurrencyLimiter? _limiter;
     private readonly TimeSpan? _timeout;
     private readonly TaskCompletionSource<bool> _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Action<WorkTask> _onChildDone;
     private CancellationTokenSource? _deadline;
     private OperationCanceledException? _bodyCancellation;
     private int _active;
@@ -60,8 +61,14 @@ public sealed class TaskGroup
         _limiter = options?.Limiter;
         _timeout = options?.Timeout;
         AsyncOps.ValidateTimeout(_timeout);
+        _onChildDone = OnChildDone; // one delegate for the group, not one per child
         _cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Token = _cts.Token;
+
+        // One registration for the whole group rather than one per child on the group's token:
+        // thousands of children registering and unregistering on one token source contend for
+        // its lock. Start refuses children once the token is cancelled, so none is missed.
+        _cts.Token.Register(static s => ((TaskGroup)s!).CancelChildren(), this);
         if (_timeout is { } timeout)
         {
             _deadline = new CancellationTokenSource(timeout);
@@ -184,7 +191,6 @@ public sealed class TaskGroup
             task = new WorkTask<T>(work, name, new TaskStartOptions
             {
                 Limiter = _limiter,
-                CancellationToken = Token,
                 Shielded = shielded,
                 Timeout = timeout,
                 Tag = tag,
@@ -193,7 +199,7 @@ public sealed class TaskGroup
             _active++;
         }
 
-        task.AddDoneCallback(OnChildDone);
+        task.AddDoneCallback(_onChildDone);
         task.Start();
         return task;
     }
@@ -301,6 +307,25 @@ public sealed class TaskGroup
         if (drained)
         {
             _drained.TrySetResult(true);
+        }
+    }
+
+    private void CancelChildren()
+    {
+        // Under the gate: a child started before the cancellation is in this snapshot, and Start
+        // refuses one after it (it checks the token under the same gate).
+        WorkTask[] children;
+        lock (_gate)
+        {
+            children = _children.ToArray();
+        }
+
+        foreach (WorkTask child in children)
+        {
+            if (!child.IsShielded)
+            {
+                child.Cancel(); // false, and nothing else, for a child already done
+            }
         }
     }
 

@@ -32,6 +32,10 @@ public abstract class WorkTask
 
     private static long s_lastId;
 
+    // Queued with ThreadPool.QueueUserWorkItem rather than Task.Run(RunAsync): same pool, same
+    // ExecutionContext flow, but no delegate, Task<Task> and unwrap promise per task.
+    private static readonly WaitCallback s_run = static s => _ = ((WorkTask)s!).RunAsync();
+
     private readonly object _gate = new();
     private readonly TaskCompletionSource<WorkTask> _completion =
         new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -42,15 +46,25 @@ public abstract class WorkTask
     private CancellationTokenSource? _timeoutCts;
     private Task? _slot;
     private readonly bool _startInline;
-    private List<DoneCallback>? _callbacks = new();
+    // Done callbacks in registration order: the first in a field, any later ones in a list, so the
+    // common case (one callback: the gather's or the group's) allocates no list per task.
+    private DoneCallback? _firstCallback;
+    private List<DoneCallback>? _moreCallbacks;
+    private bool _callbacksTaken;
     private int _state;
     private int _cancelCause;
     private int _started;
+    private string? _name;
+
+    // UTC: DateTime.UtcNow is several times cheaper than DateTimeOffset.Now (no time-zone lookup
+    // per task); the properties convert to local time when read.
+    private DateTime? _startUtc;
+    private DateTime? _endUtc;
 
     private protected WorkTask(string? name, TaskStartOptions? options)
     {
         Id = Interlocked.Increment(ref s_lastId);
-        Name = string.IsNullOrEmpty(name) ? "Task-" + Id : name!;
+        _name = string.IsNullOrEmpty(name) ? null : name; // the default is built on first read
         CancellationToken = _cts.Token;
         _limiter = options?.Limiter;
         _timeout = options?.Timeout;
@@ -82,7 +96,7 @@ public abstract class WorkTask
     public long Id { get; }
 
     /// <summary>The task's name; <c>Task-&lt;Id&gt;</c> unless one was given.</summary>
-    public string Name { get; }
+    public string Name => _name ??= "Task-" + Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Caller-defined data carried with the task (for example the input it was made from).</summary>
     public object? Tag { get; }
@@ -106,13 +120,13 @@ public abstract class WorkTask
     public Exception? Exception { get; private set; }
 
     /// <summary>When the work was invoked; null while Pending or if it never ran.</summary>
-    public DateTimeOffset? StartTime { get; private set; }
+    public DateTimeOffset? StartTime => _startUtc is { } s ? new DateTimeOffset(s).ToLocalTime() : null;
 
     /// <summary>When the state became final.</summary>
-    public DateTimeOffset? EndTime { get; private set; }
+    public DateTimeOffset? EndTime => _endUtc is { } e ? new DateTimeOffset(e).ToLocalTime() : null;
 
     /// <summary>How long the work ran; null until it has both started and finished.</summary>
-    public TimeSpan? Duration => StartTime is { } s && EndTime is { } e ? e - s : null;
+    public TimeSpan? Duration => _startUtc is { } s && _endUtc is { } e ? e - s : null;
 
     /// <summary>Completes (never faults) when the state is final.</summary>
     public Task<WorkTask> Completion => _completion.Task;
@@ -143,9 +157,17 @@ public abstract class WorkTask
         var entry = new DoneCallback(this, callback);
         lock (_gate)
         {
-            if (_callbacks is not null)
+            if (!_callbacksTaken)
             {
-                _callbacks.Add(entry);
+                if (_firstCallback is null && _moreCallbacks is null)
+                {
+                    _firstCallback = entry;
+                }
+                else
+                {
+                    (_moreCallbacks ??= new List<DoneCallback>()).Add(entry);
+                }
+
                 return entry;
             }
         }
@@ -194,7 +216,7 @@ public abstract class WorkTask
         }
         else
         {
-            _ = Task.Run(RunAsync);
+            ThreadPool.QueueUserWorkItem(s_run, this);
         }
     }
 
@@ -228,7 +250,7 @@ public abstract class WorkTask
                     return; // cancelled while queued
                 }
 
-                StartTime = DateTimeOffset.Now;
+                _startUtc = DateTime.UtcNow;
                 Volatile.Write(ref _state, (int)WorkTaskState.Running);
             }
 
@@ -284,7 +306,10 @@ public abstract class WorkTask
         // The Pending check and the move to Cancelled must be one step under the gate: checked
         // apart, the worker could move the task to Running in between, and the task would be
         // reported Cancelled while its work still ran.
-        TryFinish(WorkTaskState.Cancelled, new OperationCanceledException($"Task '{Name}' was cancelled before it started.", CancellationToken), setResult: false, onlyIfPending: true);
+        if (State == WorkTaskState.Pending) // a hint only (it spares the exception for a running task); TryFinish decides
+        {
+            TryFinish(WorkTaskState.Cancelled, new OperationCanceledException($"Task '{Name}' was cancelled before it started.", CancellationToken), setResult: false, onlyIfPending: true);
+        }
 
         try
         {
@@ -301,7 +326,8 @@ public abstract class WorkTask
 
     private void TryFinish(WorkTaskState final, Exception? error, bool setResult, bool onlyIfPending = false)
     {
-        List<DoneCallback>? callbacks;
+        DoneCallback? first;
+        List<DoneCallback>? more;
         lock (_gate)
         {
             if (IsFinal(State) || (onlyIfPending && State != WorkTaskState.Pending))
@@ -315,16 +341,24 @@ public abstract class WorkTask
             }
 
             Exception = error;
-            EndTime = DateTimeOffset.Now;
+            _endUtc = DateTime.UtcNow;
             Volatile.Write(ref _state, (int)final);
-            callbacks = _callbacks;
-            _callbacks = null;
+            first = _firstCallback;
+            more = _moreCallbacks;
+            _firstCallback = null;
+            _moreCallbacks = null;
+            _callbacksTaken = true;
         }
 
         _completion.TrySetResult(this);
-        if (callbacks is not null)
+        if (first is not null && first.TryClaim())
         {
-            foreach (DoneCallback entry in callbacks)
+            InvokeSafely(first.Callback);
+        }
+
+        if (more is not null)
+        {
+            foreach (DoneCallback entry in more)
             {
                 if (entry.TryClaim())
                 {
@@ -369,7 +403,14 @@ public abstract class WorkTask
     {
         lock (_gate)
         {
-            _callbacks?.Remove(entry);
+            if (ReferenceEquals(_firstCallback, entry))
+            {
+                _firstCallback = null;
+            }
+            else
+            {
+                _moreCallbacks?.Remove(entry);
+            }
         }
     }
 

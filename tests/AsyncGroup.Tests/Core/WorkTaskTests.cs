@@ -271,6 +271,34 @@ public class WorkTaskTests
     }
 
     [Fact]
+    public async Task Registration_order_holds_when_an_earlier_callback_was_removed()
+    {
+        TaskCompletionSource started = NewGate(), release = NewGate();
+        var t = WorkTask<int>.Run(SignalThenWait(started, release, 1));
+        var order = new List<string>();
+        var last = NewGate();
+        IDisposable a = t.AddDoneCallback(_ => order.Add("a"));
+        t.AddDoneCallback(_ => order.Add("b"));
+        a.Dispose();
+        t.AddDoneCallback(_ => order.Add("c"));
+        IDisposable d = t.AddDoneCallback(_ => order.Add("d"));
+        t.AddDoneCallback(_ => order.Add("e"));
+        d.Dispose();
+        t.AddDoneCallback(_ =>
+        {
+            order.Add("f");
+            last.SetResult();
+        });
+        await started.Task.Bounded();
+
+        release.SetResult();
+        await last.Task.Bounded();
+
+        // All ran on one thread, one after the other, in registration order.
+        Assert.Equal(new[] { "b", "c", "e", "f" }, order);
+    }
+
+    [Fact]
     public async Task Disposing_a_registration_before_completion_prevents_the_callback()
     {
         TaskCompletionSource started = NewGate(), release = NewGate();
