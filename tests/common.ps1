@@ -120,6 +120,41 @@ function New-ForeignTask {
     }
 }
 
+function Invoke-InNewRunspace {
+    <#
+    .SYNOPSIS
+    Runs -Script (param($Signal)) on a new runspace of this process that imports the module, and
+    returns its output, errors and invocation state. For behaviours that could end the caller's own
+    script (so that a module bug fails one test instead of aborting the test file).
+    #>
+    param(
+        [Parameter(Mandatory)] [string] $Script,
+        [hashtable] $Signal
+    )
+
+    if ($null -eq $Signal) { $Signal = New-SyncHashtable }
+    $rs = New-AsyncGroupRunspace
+    $ps = [powershell]::Create()
+    try {
+        $ps.Runspace = $rs
+        $null = $ps.AddScript($Script).AddParameter('Signal', $Signal)
+        $output = $null
+        $failure = $null
+        try { $output = $ps.Invoke() } catch { $failure = $_.Exception }
+        [pscustomobject]@{
+            Output  = @($output)
+            Errors  = @($ps.Streams.Error)
+            Failure = $failure
+            State   = $ps.InvocationStateInfo.State
+            Signal  = $Signal
+        }
+    }
+    finally {
+        $ps.Dispose()
+        $rs.Dispose()
+    }
+}
+
 function Invoke-StopHarness {
     <#
     .SYNOPSIS
