@@ -73,12 +73,14 @@ Describe 'Stop-AsyncTask' {
 
     It 'cancels a Pending task at once: it never starts' {
         $tasks = 1..2 | Start-AsyncTask -ThrottleLimit 1 { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } }
-        $tasks[1].State | Should -Be 'Pending'
+        Wait-Until { @($tasks | Where-Object State -eq 'Running').Count -eq 1 } -Because 'one task to hold the only slot'
+        $pending = $tasks | Where-Object State -eq 'Pending'
+        $pending | Should -HaveCount 1
 
-        Stop-AsyncTask $tasks[1]
+        Stop-AsyncTask $pending
 
-        $tasks[1].State | Should -Be 'Cancelled'
-        $tasks[1].StartTime | Should -BeNullOrEmpty
+        $pending.State | Should -Be 'Cancelled'
+        $pending.StartTime | Should -BeNullOrEmpty
     }
 
     It 'does not treat stopping a finished task as an error' {

@@ -124,7 +124,7 @@ function Invoke-InNewRunspace {
     <#
     .SYNOPSIS
     Runs -Script (param($Signal)) on a new runspace of this process that imports the module, and
-    returns its output, errors and invocation state. For behaviours that could end the caller's own
+    returns its output, errors, progress records and invocation state. For behaviours that could end the caller's own
     script (so that a module bug fails one test instead of aborting the test file).
     #>
     param(
@@ -137,6 +137,8 @@ function Invoke-InNewRunspace {
     $ps = [powershell]::Create()
     try {
         $ps.Runspace = $rs
+        # Tasks may watch the invocation's own streams (e.g. wait for a progress record).
+        $Signal.Streams = $ps.Streams
         $null = $ps.AddScript($Script).AddParameter('Signal', $Signal)
         $output = $null
         $failure = $null
@@ -144,6 +146,7 @@ function Invoke-InNewRunspace {
         [pscustomobject]@{
             Output  = @($output)
             Errors  = @($ps.Streams.Error)
+            Progress = @($ps.Streams.Progress)
             Failure = $failure
             State   = $ps.InvocationStateInfo.State
             Signal  = $Signal
