@@ -169,8 +169,9 @@ Describe 'Invoke-Gather' {
             $err.Exception.Message | Should -Be 'two'
         }
 
-        It 'cancels the other running tasks at the first failure' {
+        It 'cancels the other running tasks at the first failure, and they have ended when it throws' {
             $s = New-SyncHashtable
+            $s.SiblingExited = [System.Threading.ManualResetEventSlim]::new($false)
 
             { 1..2 | Invoke-Gather -ThrottleLimit 2 {
                     $s = $using:s
@@ -178,13 +179,26 @@ Describe 'Invoke-Gather' {
                         foreach ($i in 1..1500) { if ($s.SiblingStarted) { break }; Start-Sleep -Milliseconds 20 }
                         throw 'boom'
                     }
-                    $s.SiblingStarted = $true
-                    foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
-                    $s.SiblingFinished = $true
+                    try {
+                        $s.SiblingStarted = $true
+                        foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                        $s.SiblingFinished = $true
+                    }
+                    finally { $s.SiblingExited.Set() }
                 } 3>$null } | Should -Throw -ErrorId 'AsyncGroup.TaskFailed,AsyncGroup.Commands.InvokeGatherCommand'
 
             $s.SiblingStarted | Should -BeTrue
             $s.SiblingFinished | Should -BeNullOrEmpty
+            $s.SiblingExited.IsSet | Should -BeTrue
+        }
+
+        It 'does not cancel tasks given with -Task when one of them fails' {
+            $bad = Start-AsyncTask { throw 'bad' }
+            $slow = Start-AsyncTask { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } }
+
+            { Invoke-Gather -Task $slow, $bad } | Should -Throw -ErrorId 'AsyncGroup.TaskFailed,AsyncGroup.Commands.InvokeGatherCommand'
+
+            $slow.State | Should -Be 'Running'
         }
 
         It 'warns about the tasks it cancelled at the first failure, including those that never started' {
