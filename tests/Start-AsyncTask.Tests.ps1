@@ -208,7 +208,7 @@ Describe 'Start-AsyncTask' {
         It 'starts the tasks beyond the limit in the order they were created' {
             # Repeated, with idle gaps between calls (which never make a correct module fail): a
             # start order left to thread-pool scheduling shows up in some calls only.
-            foreach ($call in 1..5) {
+            foreach ($call in 1..10) {
                 Start-Sleep -Milliseconds 250
                 $started = [System.Collections.ArrayList]::Synchronized([System.Collections.ArrayList]::new())
                 $tasks = 1..6 | Start-AsyncTask -ThrottleLimit 1 { $l = $using:started; [void]$l.Add($_) }
