@@ -186,8 +186,21 @@ Describe '-Function, -ImportModule and -InitializationScript of <Command>' -ForE
         Invoke-Shared $Command { Get-AgTestModuleValue } -With @{ ImportModule = $script:TestModulePath } | Should -Be 'from the test module'
     }
 
-    It 'imports a module (by name) into the workers with -ImportModule' {
-        Invoke-Shared $Command { @(Get-Module -Name Microsoft.PowerShell.Utility).Count } -With @{ ImportModule = 'Microsoft.PowerShell.Utility' } | Should -Be 1
+    It 'imports a module (by name, from PSModulePath) into the workers with -ImportModule' {
+        # A module no other test touches, found through PSModulePath; Get-Module does not
+        # autoload, so it is listed only if -ImportModule imported it.
+        $root = Join-Path $TestDrive "modules-$Command"
+        $dir = Join-Path $root 'AgNamedModule'
+        $null = New-Item -ItemType Directory -Path $dir -Force
+        Set-Content -LiteralPath (Join-Path $dir 'AgNamedModule.psm1') -Value "function Get-AgNamedModuleValue { 'named' }"
+        $saved = $env:PSModulePath
+        $env:PSModulePath = $root + [System.IO.Path]::PathSeparator + $saved
+        try {
+            Invoke-Shared $Command { @(Get-Module -Name AgNamedModule).Count } -With @{ ImportModule = 'AgNamedModule' } | Should -Be 1
+        }
+        finally {
+            $env:PSModulePath = $saved
+        }
     }
 
     It 'reports a module that cannot be imported, naming it' {
