@@ -1,0 +1,624 @@
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'common.ps1')
+}
+
+# Tasks that must be cancelled wait in a cancellable loop (Start-Sleep) that gives up after about a
+# minute: a module that fails to cancel makes the test fail, it does not hang the suite.
+
+Describe 'Invoke-Gather' {
+    AfterEach {
+        Clear-AsyncTask
+    }
+
+    Context 'results' {
+        It 'returns the outputs in input order although the tasks finish in reverse order' {
+            $gates = @(0..3 | ForEach-Object { [System.Threading.ManualResetEventSlim]::new($false) })
+            $finished = [System.Collections.ArrayList]::Synchronized([System.Collections.ArrayList]::new())
+
+            $out = 1..3 | Invoke-Gather -ThrottleLimit 3 {
+                $g = $using:gates
+                $f = $using:finished
+                # Item 3 goes first, then releases item 2, which releases item 1.
+                if ($_ -lt 3 -and -not $g[$_].Wait(30000)) { throw "item $_ was never released" }
+                [void]$f.Add($_)
+                $g[$_ - 1].Set()
+                "item $_"
+            }
+
+            @($finished) | Should -Be @(3, 2, 1)
+            $out | Should -Be @('item 1', 'item 2', 'item 3')
+        }
+
+        It 'writes task 1''s output to the pipeline before the last task has finished (pipeline input)' {
+            $release = [System.Threading.ManualResetEventSlim]::new($false)
+            $seen = [System.Collections.Generic.List[string]]::new()
+
+            # Task 2 can only finish after task 1's object has reached the end of the pipeline.
+            1..2 | Invoke-Gather -ThrottleLimit 2 {
+                if ($_ -eq 2) {
+                    $r = $using:release
+                    if (-not $r.Wait(30000)) { throw 'task 1''s output was held back until the end' }
+                    'second'
+                }
+                else { 'first' }
+            } | ForEach-Object {
+                $seen.Add($_)
+                if ($_ -eq 'first') { $release.Set() }
+            }
+
+            $seen | Should -Be @('first', 'second')
+        }
+
+        It 'writes task 1''s output to the pipeline before the last task has finished (-ScriptBlock array)' {
+            $release = [System.Threading.ManualResetEventSlim]::new($false)
+            $seen = [System.Collections.Generic.List[string]]::new()
+
+            Invoke-Gather -ScriptBlock { 'first' }, {
+                $r = $using:release
+                if (-not $r.Wait(30000)) { throw 'task 1''s output was held back until the end' }
+                'second'
+            } | ForEach-Object {
+                $seen.Add($_)
+                if ($_ -eq 'first') { $release.Set() }
+            }
+
+            $seen | Should -Be @('first', 'second')
+        }
+
+        It 'binds $_ to each pipeline object' {
+            1..10 | Invoke-Gather { $_ * 2 } | Should -Be @(2, 4, 6, 8, 10, 12, 14, 16, 18, 20)
+        }
+
+        It 'binds $_ and -ArgumentList together when the script block has a param block' {
+            1..2 | Invoke-Gather { param($factor) $_ * $factor } -ArgumentList 10 | Should -Be @(10, 20)
+        }
+
+        It 'treats an array sent down the pipeline as one object' {
+            , @(1, 2, 3) | Invoke-Gather { $_.Count } | Should -Be 3
+            @(1, 2), @(3, 4, 5) | Invoke-Gather { $_.Count } | Should -Be @(2, 3)
+        }
+
+        It 'treats an array given to -InputObject as one object' {
+            Invoke-Gather { $_.Count } -InputObject @(1, 2, 3) | Should -Be 3
+        }
+
+        It 'keeps all the objects of one task together, in the order the task wrote them' {
+            1..3 | Invoke-Gather { $_; $_ * 10 } | Should -Be @(1, 10, 2, 20, 3, 30)
+        }
+
+        It 'runs every script block of -ScriptBlock and returns their outputs in order' {
+            Invoke-Gather -ScriptBlock { 'a' }, { 'b'; 'b2' }, { 'c' } | Should -Be @('a', 'b', 'b2', 'c')
+        }
+
+        It 'runs all the script blocks of -ScriptBlock at once by default' {
+            $c = New-SyncHashtable
+            $c.Started = 0
+            $sb = {
+                $c = $using:c
+                [System.Threading.Monitor]::Enter($c.SyncRoot)
+                try { $c.Started++ } finally { [System.Threading.Monitor]::Exit($c.SyncRoot) }
+                # Ends only once all three are running at the same time.
+                foreach ($i in 1..1500) { if ($c.Started -ge 3) { break }; Start-Sleep -Milliseconds 20 }
+                $c.Started -ge 3
+            }
+
+            Invoke-Gather -ScriptBlock $sb, $sb, $sb | Should -Be @($true, $true, $true)
+        }
+
+        It 'never drops a finished task''s output (1000 small gathers)' {
+            # Many short calls: output lost to a race between a task's completion and its
+            # delivery shows up in a few of them only.
+            $short = 0
+            foreach ($call in 1..1000) {
+                $out = @(Invoke-Gather -ScriptBlock { 1 }, { 2 })
+                if ($out.Count -ne 2) { $short++ }
+            }
+            "$short of 1000 calls lost output" | Should -Be '0 of 1000 calls lost output'
+        }
+
+        It 'gathers nothing, without error, when the pipeline is empty' {
+            $out = @() | Invoke-Gather { $_ } -ErrorVariable errs
+            $out | Should -BeNullOrEmpty
+            $errs | Should -BeNullOrEmpty
+        }
+
+        It 'gathers existing tasks given to -Task, in input order' {
+            $gate = [System.Threading.ManualResetEventSlim]::new($false)
+            $t1 = Start-AsyncTask { $g = $using:gate; if (-not $g.Wait(30000)) { throw 'never released' }; 'one' }
+            $t2 = Start-AsyncTask { $g = $using:gate; $g.Set(); 'two' }
+
+            Invoke-Gather -Task $t1, $t2 | Should -Be @('one', 'two')
+        }
+
+        It 'gathers existing tasks sent down the pipeline' {
+            $tasks = 1..3 | Start-AsyncTask { $_ * 3 }
+            $tasks | Invoke-Gather | Should -Be @(3, 6, 9)
+        }
+    }
+
+    Context 'errors (fail-fast)' {
+        It 'keeps the message of the task''s exception' {
+            $message = try { Invoke-Gather { throw 'boom' } } catch { $_.Exception.Message }
+            $message | Should -Be 'boom'
+        }
+
+        It 'throws AsyncGroup.TaskFailed when a task fails' {
+            { Invoke-Gather { throw 'boom' } } | Should -Throw -ErrorId 'AsyncGroup.TaskFailed,AsyncGroup.Commands.InvokeGatherCommand'
+        }
+
+        It 'keeps the type of the task''s exception' {
+            $err = try { Invoke-Gather { throw [System.IO.FileNotFoundException]::new('no such file') } } catch { $_ }
+            $err.Exception | Should -BeOfType ([System.IO.FileNotFoundException])
+            $err.Exception.Message | Should -Be 'no such file'
+        }
+
+        It 'targets the failed task, whose state is Failed' {
+            $err = try { 1..2 | Invoke-Gather { if ($_ -eq 2) { throw 'two' } } } catch { $_ }
+            $err.TargetObject | Should -BeOfType ([AsyncGroup.AsyncTask])
+            $err.TargetObject.State | Should -Be 'Failed'
+            $err.TargetObject.InputObject | Should -Be 2
+        }
+
+        It 'emits the outputs of the tasks before the failed one, then throws' {
+            $got = [System.Threading.ManualResetEventSlim]::new($false)
+            $seen = [System.Collections.Generic.List[object]]::new()
+
+            $err = try {
+                1..2 | Invoke-Gather -ThrottleLimit 2 {
+                    if ($_ -eq 1) { 'one' }
+                    else {
+                        # Fails only once 'one' has reached the end of the pipeline.
+                        $g = $using:got
+                        if (-not $g.Wait(30000)) { throw 'never released' }
+                        throw 'two'
+                    }
+                } | ForEach-Object { $seen.Add($_); $got.Set() }
+            }
+            catch { $_ }
+
+            $seen | Should -Be @('one')
+            $err.Exception.Message | Should -Be 'two'
+        }
+
+        It 'cancels the other running tasks at the first failure, and they have ended when it throws' {
+            $s = New-SyncHashtable
+            $s.SiblingExited = [System.Threading.ManualResetEventSlim]::new($false)
+
+            { 1..2 | Invoke-Gather -ThrottleLimit 2 {
+                    $s = $using:s
+                    if ($_ -eq 1) {
+                        foreach ($i in 1..1500) { if ($s.SiblingStarted) { break }; Start-Sleep -Milliseconds 20 }
+                        throw 'boom'
+                    }
+                    try {
+                        $s.SiblingStarted = $true
+                        foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                        $s.SiblingFinished = $true
+                    }
+                    finally { $s.SiblingExited.Set() }
+                } 3>$null } | Should -Throw -ErrorId 'AsyncGroup.TaskFailed,AsyncGroup.Commands.InvokeGatherCommand'
+
+            $s.SiblingStarted | Should -BeTrue
+            $s.SiblingFinished | Should -BeNullOrEmpty
+            $s.SiblingExited.IsSet | Should -BeTrue
+        }
+
+        It 'does not cancel tasks given with -Task when one of them fails' {
+            $bad = Start-AsyncTask { throw 'bad' }
+            $slow = Start-AsyncTask { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } }
+
+            { Invoke-Gather -Task $slow, $bad } | Should -Throw -ErrorId 'AsyncGroup.TaskFailed,AsyncGroup.Commands.InvokeGatherCommand'
+
+            $slow.State | Should -Be 'Running'
+        }
+
+        It 'warns about the tasks it cancelled at the first failure, including those that never started' {
+            $s = New-SyncHashtable
+            $s.Started = 0
+
+            # Two slots: the first task to start fails once a second one runs; the two others
+            # wait for a slot that is never freed, so they never start.
+            $err = try {
+                1..4 | Invoke-Gather -ThrottleLimit 2 -WarningVariable warnings {
+                    $s = $using:s
+                    [System.Threading.Monitor]::Enter($s.SyncRoot)
+                    try { $s.Started++; $me = $s.Started } finally { [System.Threading.Monitor]::Exit($s.SyncRoot) }
+                    if ($me -eq 1) {
+                        foreach ($i in 1..1500) { if ($s.Started -ge 2) { break }; Start-Sleep -Milliseconds 20 }
+                        throw 'boom'
+                    }
+                    foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                } 3>$null
+            }
+            catch { $_ }
+
+            $err.Exception.Message | Should -Be 'boom'
+            $warnings | Should -HaveCount 1
+            $warnings[0].Message | Should -Match '3 task\(s\) were cancelled \(2 of them never started\)'
+        }
+    }
+
+    Context '-ReturnExceptions' {
+        It 'places an error record at the failed task''s position and raises nothing' {
+            $err = $null
+            $out = try { 1..3 | Invoke-Gather -ReturnExceptions { if ($_ -eq 2) { throw "bad $_" }; $_ } } catch { $err = $_ }
+
+            $err | Should -BeNullOrEmpty
+            $out | Should -HaveCount 3
+            $out[0] | Should -Be 1
+            $out[1] | Should -BeOfType ([System.Management.Automation.ErrorRecord])
+            $out[1].Exception.Message | Should -Be 'bad 2'
+            $out[1].FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskFailed'
+            $out[1].TargetObject.InputObject | Should -Be 2
+            $out[2] | Should -Be 3
+        }
+
+        It 'does not cancel the other tasks when one fails' {
+            $reported = [System.Threading.ManualResetEventSlim]::new($false)
+            $seen = [System.Collections.Generic.List[object]]::new()
+
+            # Item 1 finishes only after item 2's error record has reached the pipeline.
+            1..2 | Invoke-Gather -ReturnExceptions -AsCompleted -ThrottleLimit 2 {
+                if ($_ -eq 2) { throw 'two' }
+                $r = $using:reported
+                if (-not $r.Wait(30000)) { throw 'never released' }
+                'one'
+            } | ForEach-Object { $seen.Add($_); $reported.Set() }
+
+            $seen | Should -HaveCount 2
+            $seen[0].Exception.Message | Should -Be 'two'
+            $seen[1] | Should -Be 'one'
+        }
+
+        It 'places an AsyncGroup.TaskCancelled record at the position of a cancelled task' {
+            $t1 = Start-AsyncTask { 'one' }
+            $t2 = Start-AsyncTask { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } }
+            $t2 | Stop-AsyncTask
+            $null = Wait-AsyncGroup $t1, $t2 -Timeout 30
+
+            $out = Invoke-Gather -Task $t1, $t2 -ReturnExceptions
+
+            $out | Should -HaveCount 2
+            $out[0] | Should -Be 'one'
+            $out[1] | Should -BeOfType ([System.Management.Automation.ErrorRecord])
+            $out[1].FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskCancelled'
+            $out[1].Exception | Should -BeOfType ([System.OperationCanceledException])
+            $out[1].TargetObject | Should -Be $t2
+        }
+
+        It 'still reports each item cancelled by -Timeout at its position, then throws the timeout' {
+            $seen = [System.Collections.Generic.List[object]]::new()
+
+            $err = try {
+                # -Timeout 3 is only an upper bound for the trivial item 1 to finish.
+                1..2 | Invoke-Gather -ReturnExceptions -Timeout 3 -ThrottleLimit 2 {
+                    if ($_ -eq 1) { 'one' } else { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } }
+                } | ForEach-Object { $seen.Add($_) }
+            }
+            catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.Timeout,AsyncGroup.Commands.InvokeGatherCommand'
+            $seen | Should -HaveCount 2
+            $seen[0] | Should -Be 'one'
+            $seen[1].FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskCancelled'
+        }
+    }
+
+    Context '-Timeout' {
+        It 'throws AsyncGroup.Timeout with a TimeoutException when the gather outlives -Timeout' {
+            $err = try { Invoke-Gather -Timeout 0.5 { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } } 3>$null } catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.Timeout,AsyncGroup.Commands.InvokeGatherCommand'
+            $err.Exception | Should -BeOfType ([System.TimeoutException])
+            $err.CategoryInfo.Category | Should -Be 'OperationTimeout'
+        }
+
+        It 'cancels the unfinished tasks before it throws' {
+            $s = New-SyncHashtable
+            $s.Exited = [System.Threading.CountdownEvent]::new(2)
+
+            { 1..2 | Invoke-Gather -Timeout 0.5 -ThrottleLimit 2 {
+                    $s = $using:s
+                    try {
+                        foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                        $s.Finished = $true
+                    }
+                    finally { $s.Exited.Signal() }
+                } 3>$null } | Should -Throw -ErrorId 'AsyncGroup.Timeout,AsyncGroup.Commands.InvokeGatherCommand'
+
+            $s.Finished | Should -BeNullOrEmpty
+            # Both tasks ran their finally block before Invoke-Gather returned.
+            $s.Exited.CurrentCount | Should -Be 0
+        }
+
+        It 'warns, naming the cancelled items and how many never started' {
+            $err = try {
+                1..3 | Invoke-Gather -Timeout 0.5 -ThrottleLimit 1 -WarningVariable warnings {
+                    foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                } 3>$null
+            }
+            catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.Timeout,AsyncGroup.Commands.InvokeGatherCommand'
+
+            $warnings | Should -HaveCount 1
+            $warnings[0].Message | Should -Match 'timeout'
+            $warnings[0].Message | Should -Match '3 task\(s\) were cancelled'
+            # How many count as started is left open: a queued task can be admitted to the slot
+            # at the very moment the deadline cancels everything.
+            $warnings[0].Message | Should -Match '\(\d of them never started\)'
+            $warnings[0].Message | Should -Match '\(1\)'
+            $warnings[0].Message | Should -Match '\(2\)'
+            $warnings[0].Message | Should -Match '\(3\)'
+        }
+
+        It 'throws AsyncGroup.Timeout and leaves tasks given with -Task running' {
+            $t = Start-AsyncTask { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } }
+
+            { Invoke-Gather -Task $t -Timeout 0.5 } | Should -Throw -ErrorId 'AsyncGroup.Timeout,AsyncGroup.Commands.InvokeGatherCommand'
+
+            $t.State | Should -Be 'Running'
+        }
+    }
+
+    Context '-TaskTimeout' {
+        It 'fails only the task that outlives -TaskTimeout, with an AsyncGroup.Timeout record' {
+            # -TaskTimeout 3 is only an upper bound for the trivial item 1 to finish.
+            $out = 1..2 | Invoke-Gather -ReturnExceptions -TaskTimeout 3 -ThrottleLimit 2 {
+                if ($_ -eq 1) { 'ok' } else { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } }
+            }
+
+            $out | Should -HaveCount 2
+            $out[0] | Should -Be 'ok'
+            $out[1].FullyQualifiedErrorId | Should -Be 'AsyncGroup.Timeout'
+            $out[1].Exception | Should -BeOfType ([System.TimeoutException])
+            $out[1].TargetObject.State | Should -Be 'Failed'
+        }
+
+        It 'throws AsyncGroup.Timeout with a TimeoutException when a task outlives -TaskTimeout' {
+            $err = try { Invoke-Gather -TaskTimeout 0.5 { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } } } catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.Timeout,AsyncGroup.Commands.InvokeGatherCommand'
+            $err.Exception | Should -BeOfType ([System.TimeoutException])
+        }
+    }
+
+    Context '-AsCompleted' {
+        It 'emits the outputs in completion order' {
+            $gates = @(0..3 | ForEach-Object { [System.Threading.ManualResetEventSlim]::new($false) })
+            $seen = [System.Collections.Generic.List[object]]::new()
+
+            # Item 3 finishes first; each object that reaches the pipeline releases the item before it.
+            1..3 | Invoke-Gather -AsCompleted -ThrottleLimit 3 {
+                $g = $using:gates
+                if ($_ -lt 3 -and -not $g[$_].Wait(30000)) { throw "item $_ was never released" }
+                $_
+            } | ForEach-Object { $seen.Add($_); $gates[$_ - 1].Set() }
+
+            $seen | Should -Be @(3, 2, 1)
+        }
+    }
+
+    Context '-ThrottleLimit' {
+        BeforeAll {
+            # Each task waits until -ThrottleLimit tasks run at once (or every task has started),
+            # so the peak reaches the limit; the counter records any excess.
+            $script:CountingTask = {
+                $c = $using:counter
+                $limit = $using:limit
+                $total = $using:total
+                [System.Threading.Monitor]::Enter($c.SyncRoot)
+                try {
+                    $c.Running++
+                    $c.Started++
+                    if ($c.Running -gt $c.Max) { $c.Max = $c.Running }
+                }
+                finally { [System.Threading.Monitor]::Exit($c.SyncRoot) }
+                try {
+                    foreach ($i in 1..1500) {
+                        if ($c.Running -ge $limit -or $c.Started -ge $total) { break }
+                        Start-Sleep -Milliseconds 20
+                    }
+                }
+                finally {
+                    [System.Threading.Monitor]::Enter($c.SyncRoot)
+                    try { $c.Running-- } finally { [System.Threading.Monitor]::Exit($c.SyncRoot) }
+                }
+                $_
+            }
+        }
+
+        It 'runs at most -ThrottleLimit tasks at once' {
+            $counter = New-SyncHashtable
+            $counter.Running = 0; $counter.Started = 0; $counter.Max = 0
+            $limit = 2
+            $total = 6
+
+            $out = 1..$total | Invoke-Gather -ThrottleLimit $limit -ScriptBlock $script:CountingTask
+
+            $out | Should -Be @(1, 2, 3, 4, 5, 6)
+            $counter.Max | Should -Be 2
+        }
+
+        It 'starts the queued items in input order' {
+            # Repeated, with idle gaps between calls (which never make a correct module fail): a
+            # start order left to thread-pool scheduling shows up in some calls only.
+            foreach ($call in 1..5) {
+                Start-Sleep -Milliseconds 250
+                $started = [System.Collections.ArrayList]::Synchronized([System.Collections.ArrayList]::new())
+                $null = 1..10 | Invoke-Gather -ThrottleLimit 1 { $l = $using:started; [void]$l.Add($_) }
+                "call ${call}: $(@($started) -join ',')" | Should -Be "call ${call}: $(@(1..10) -join ',')"
+            }
+        }
+
+        It 'runs at most 5 tasks at once by default with pipeline input' {
+            $counter = New-SyncHashtable
+            $counter.Running = 0; $counter.Started = 0; $counter.Max = 0
+            $limit = 5
+            $total = 8
+
+            $null = 1..$total | Invoke-Gather -ScriptBlock $script:CountingTask
+
+            $counter.Max | Should -Be 5
+        }
+
+        It 'runs the script blocks of -ScriptBlock one at a time with -ThrottleLimit 1' {
+            $counter = New-SyncHashtable
+            $counter.Running = 0; $counter.Started = 0; $counter.Max = 0
+            $limit = 1
+            $total = 3
+
+            $null = Invoke-Gather -ThrottleLimit 1 -ScriptBlock $script:CountingTask, $script:CountingTask, $script:CountingTask
+
+            $counter.Started | Should -Be 3
+            $counter.Max | Should -Be 1
+        }
+    }
+
+    Context 'common parameters' {
+        It 'stops at the first error with -ErrorAction Stop' {
+            $s = New-SyncHashtable
+
+            $err = try {
+                1..2 | Invoke-Gather -ErrorAction Stop -ThrottleLimit 2 {
+                    $s = $using:s
+                    if ($_ -eq 1) {
+                        foreach ($i in 1..1500) { if ($s.SiblingStarted) { break }; Start-Sleep -Milliseconds 20 }
+                        Write-Error 'first error'
+                        $s.AfterError = $true
+                    }
+                    else {
+                        $s.SiblingStarted = $true
+                        foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                        $s.SiblingFinished = $true
+                    }
+                } 3>$null
+            }
+            catch { $_ }
+
+            $err.Exception.Message | Should -Be 'first error'
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskFailed,AsyncGroup.Commands.InvokeGatherCommand'
+            $s.AfterError | Should -BeNullOrEmpty
+            $s.SiblingFinished | Should -BeNullOrEmpty
+        }
+
+        It 'hides the tasks'' warnings with -WarningAction SilentlyContinue' {
+            $out = Invoke-Gather { Write-Warning 'hidden'; 'out' } -WarningAction SilentlyContinue 3>&1
+            $out | Should -Be @('out')
+        }
+
+        It 'sets -PipelineVariable to each object it writes' {
+            1..3 | Invoke-Gather { $_ * 2 } -PipelineVariable pv | ForEach-Object { "$pv" } | Should -Be @('2', '4', '6')
+        }
+
+        It 'collects its output in -OutVariable' {
+            $null = 1..3 | Invoke-Gather { $_ } -OutVariable collected
+            @($collected) | Should -Be @(1, 2, 3)
+        }
+    }
+
+    Context 'early stop downstream' {
+        It 'cancels every other task once Select-Object -First 1 has its object' {
+            $s = New-SyncHashtable
+            $s.Started = 0
+            $s.Exited = [System.Threading.CountdownEvent]::new(3)
+
+            $first = 1..4 | Invoke-Gather -ThrottleLimit 4 {
+                $s = $using:s
+                if ($_ -eq 1) {
+                    # Item 1 answers once the three others are running.
+                    foreach ($i in 1..1500) { if ($s.Started -ge 3) { break }; Start-Sleep -Milliseconds 20 }
+                    'first'
+                }
+                else {
+                    [System.Threading.Monitor]::Enter($s.SyncRoot)
+                    try { $s.Started++ } finally { [System.Threading.Monitor]::Exit($s.SyncRoot) }
+                    try {
+                        foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                        $s.Finished = $true
+                    }
+                    finally { $s.Exited.Signal() }
+                }
+            } | Select-Object -First 1
+
+            $first | Should -Be 'first'
+            $s.Started | Should -Be 3
+            $s.Finished | Should -BeNullOrEmpty
+            # Every other task had left its loop before the pipeline returned.
+            $s.Exited.CurrentCount | Should -Be 0
+        }
+    }
+
+    Context 'bad input' {
+        It 'refuses a null script block' {
+            { Invoke-Gather -ScriptBlock $null } | Should -Throw -ErrorId 'ParameterArgumentValidationError,AsyncGroup.Commands.InvokeGatherCommand'
+        }
+
+        It 'refuses a null among the script blocks' {
+            { Invoke-Gather -ScriptBlock { 1 }, $null } | Should -Throw -ErrorId 'ParameterArgumentValidationError,AsyncGroup.Commands.InvokeGatherCommand'
+        }
+
+        It 'refuses an empty script block before any task runs' {
+            $s = New-SyncHashtable
+            { Invoke-Gather -ScriptBlock { $s = $using:s; $s.Ran = $true }, { } } | Should -Throw -ErrorId 'AsyncGroup.InvalidArgument,AsyncGroup.Commands.InvokeGatherCommand'
+            $s.Ran | Should -BeNullOrEmpty
+        }
+
+        It 'refuses a script block of only white space and comments' {
+            { Invoke-Gather {
+                    # nothing
+                } } | Should -Throw -ErrorId 'AsyncGroup.InvalidArgument,AsyncGroup.Commands.InvokeGatherCommand'
+        }
+
+        It 'refuses a negative -Timeout' {
+            { Invoke-Gather -Timeout -1 { 1 } } | Should -Throw -ErrorId 'ParameterArgumentValidationError,AsyncGroup.Commands.InvokeGatherCommand'
+        }
+
+        It 'refuses a negative -TaskTimeout' {
+            { Invoke-Gather -TaskTimeout -0.5 { 1 } } | Should -Throw -ErrorId 'ParameterArgumentValidationError,AsyncGroup.Commands.InvokeGatherCommand'
+        }
+
+        It 'refuses -ThrottleLimit 0' {
+            { Invoke-Gather -ThrottleLimit 0 { 1 } } | Should -Throw -ErrorId 'ParameterArgumentValidationError,AsyncGroup.Commands.InvokeGatherCommand'
+        }
+
+        It 'refuses several script blocks with pipeline input, before any task runs' {
+            $s = New-SyncHashtable
+            { 1..2 | Invoke-Gather -ScriptBlock { $s = $using:s; $s.Ran = $true }, { 2 } } | Should -Throw -ErrorId 'AsyncGroup.InvalidArgument,AsyncGroup.Commands.InvokeGatherCommand'
+            $s.Ran | Should -BeNullOrEmpty
+        }
+
+        It 'refuses an empty -Task list' {
+            { Invoke-Gather -Task @() } | Should -Throw -ErrorId 'ParameterArgumentValidationError,AsyncGroup.Commands.InvokeGatherCommand'
+        }
+
+        It 'refuses a task from another runspace' {
+            $foreign = New-ForeignTask
+            { Invoke-Gather -Task $foreign } | Should -Throw -ErrorId 'AsyncGroup.ForeignTask,AsyncGroup.Commands.InvokeGatherCommand'
+        }
+    }
+
+    Context 'Ctrl+C' {
+        It 'returns promptly when stopped and leaves no task running' {
+            $s = New-SyncHashtable
+            $s.Exited = [System.Threading.CountdownEvent]::new(4)
+
+            $r = Invoke-StopHarness -StartedCount 4 -Signal $s -Script '
+                param($Signal)
+                1..4 | Invoke-Gather -ThrottleLimit 4 {
+                    $s = $using:Signal
+                    try {
+                        $s.Started.Signal()
+                        foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                        $s.Finished = $true
+                    }
+                    finally { $s.Exited.Signal() }
+                }'
+
+            $r.Completed | Should -BeTrue -Because 'the stopped pipeline must return within 5 s'
+            $r.State | Should -Be 'Stopped'
+            $s.Exited.CurrentCount | Should -Be 0 -Because 'every task must have ended before the pipeline returned'
+            $s.Finished | Should -BeNullOrEmpty
+        }
+    }
+}

@@ -1,0 +1,327 @@
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'common.ps1')
+}
+
+Describe 'Start-TaskGroup' {
+    AfterEach {
+        Clear-AsyncTask
+    }
+
+    Context 'the body' {
+        It 'writes the body''s output as its own output' {
+            Start-TaskGroup { 'a'; 'b' } | Should -Be @('a', 'b')
+        }
+
+        It 'runs the body in the caller''s session: it sees the caller''s variables' {
+            $callerValue = 'from the caller'
+            Start-TaskGroup { $callerValue } | Should -Be 'from the caller'
+        }
+
+        It 'runs the body on the caller''s runspace, not on a worker' {
+            Start-TaskGroup { [runspace]::DefaultRunspace.InstanceId } | Should -Be ([runspace]::DefaultRunspace.InstanceId)
+        }
+
+        It 'forwards the body''s warnings' {
+            $null = Start-TaskGroup { Write-Warning 'body warning' } -WarningVariable warnings 3>$null
+            $warnings.Message | Should -Be 'body warning'
+        }
+
+        It 'keeps the original error id of the body''s non-terminating errors' {
+            $null = Start-TaskGroup { Get-Item -LiteralPath (Join-Path $TestDrive 'missing') } -ErrorVariable errs 2>$null
+
+            $errs | Should -HaveCount 1
+            $errs[0].FullyQualifiedErrorId | Should -Be 'PathNotFound,Microsoft.PowerShell.Commands.GetItemCommand'
+        }
+    }
+
+    Context 'children' {
+        It 'makes every Start-AsyncTask in the body a child and joins them all before returning' {
+            $s = New-SyncHashtable
+            $tasks = Start-TaskGroup {
+                1..3 | Start-AsyncTask {
+                    $s = $using:s
+                    # A child can only finish after the body has finished.
+                    foreach ($i in 1..1500) { if ($s.BodyDone) { break }; Start-Sleep -Milliseconds 20 }
+                    Start-Sleep -Milliseconds 200
+                    $_ * 2
+                }
+                $s.BodyDone = $true
+            }
+
+            $tasks | Should -HaveCount 3
+            ($tasks | Where-Object State -eq 'Completed') | Should -HaveCount 3
+            $tasks | Receive-AsyncTask | Should -Be @(2, 4, 6)
+        }
+
+        It 'delivers the children''s warnings' {
+            $null = Start-TaskGroup { $null = Start-AsyncTask { Write-Warning 'child warning' } } -WarningVariable warnings 3>$null
+            $warnings.Message | Should -Be 'child warning'
+        }
+
+        It 'delivers the children''s warnings live, while the body still runs' {
+            $s = New-SyncHashtable
+            $null = Start-TaskGroup {
+                $null = Start-AsyncTask { Write-Warning 'child warning' }
+                foreach ($i in 1..500) { if ($s.WarningSeen) { break }; Start-Sleep -Milliseconds 20 }
+                $s.BodySawIt = [bool]$s.WarningSeen
+            } 3>&1 | ForEach-Object { if ($_ -is [System.Management.Automation.WarningRecord]) { $s.WarningSeen = $true } }
+
+            $s.WarningSeen | Should -BeTrue
+            $s.BodySawIt | Should -BeTrue -Because 'the warning must reach the caller while the body runs, not when it ends'
+        }
+
+        It 'runs at most -ThrottleLimit children at once' {
+            $c = New-SyncHashtable
+            $c.Running = 0; $c.Max = 0; $c.Started = 0
+
+            $tasks = Start-TaskGroup -ThrottleLimit 2 {
+                1..5 | Start-AsyncTask {
+                    $c = $using:c
+                    [System.Threading.Monitor]::Enter($c.SyncRoot)
+                    try { $c.Running++; $c.Started++; if ($c.Running -gt $c.Max) { $c.Max = $c.Running } }
+                    finally { [System.Threading.Monitor]::Exit($c.SyncRoot) }
+                    try { foreach ($i in 1..1500) { if ($c.Running -ge 2 -or $c.Started -ge 5) { break }; Start-Sleep -Milliseconds 20 } }
+                    finally {
+                        [System.Threading.Monitor]::Enter($c.SyncRoot)
+                        try { $c.Running-- } finally { [System.Threading.Monitor]::Exit($c.SyncRoot) }
+                    }
+                }
+            }
+
+            ($tasks | Where-Object State -eq 'Completed') | Should -HaveCount 5
+            $c.Max | Should -Be 2
+        }
+
+        It 'does not fail when a child is cancelled with Stop-AsyncTask' {
+            $h = @{}
+            $err = $null
+            try {
+                Start-TaskGroup {
+                    $h.Task = Start-AsyncTask { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } }
+                    Stop-AsyncTask $h.Task
+                    'body done'
+                } | Should -Be 'body done'
+            }
+            catch { $err = $_ }
+
+            $err | Should -BeNullOrEmpty
+            $h.Task.State | Should -Be 'Cancelled'
+        }
+    }
+
+    Context 'failure' {
+        It 'throws one AsyncGroup.TaskGroupFailed error whose InnerExceptions hold the child''s exception' {
+            $err = try { Start-TaskGroup { $null = Start-AsyncTask { throw 'child boom' } } } catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskGroupFailed,AsyncGroup.Commands.StartTaskGroupCommand'
+            $err.Exception | Should -BeOfType ([System.AggregateException])
+            $err.Exception | Should -BeOfType ([AsyncGroup.Core.TaskGroupException])
+            $err.Exception.InnerExceptions | Should -HaveCount 1
+            $err.Exception.InnerExceptions[0].Message | Should -Be 'child boom'
+        }
+
+        It 'keeps the type of the child''s exception' {
+            $err = try { Start-TaskGroup { $null = Start-AsyncTask { throw [System.IO.FileNotFoundException]::new('no such file') } } } catch { $_ }
+
+            $err.Exception.InnerExceptions[0] | Should -BeOfType ([System.IO.FileNotFoundException])
+        }
+
+        It 'cancels the other children and the body when a child fails' {
+            $s = New-SyncHashtable
+            $s.SiblingExited = [System.Threading.ManualResetEventSlim]::new($false)
+
+            $err = try {
+                Start-TaskGroup {
+                    $s.Sibling = Start-AsyncTask {
+                        $s = $using:s
+                        $s.SiblingStarted = $true
+                        try { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }; $s.SiblingFinished = $true }
+                        finally { $s.SiblingExited.Set() }
+                    }
+                    $null = Start-AsyncTask {
+                        $s = $using:s
+                        foreach ($i in 1..1500) { if ($s.SiblingStarted) { break }; Start-Sleep -Milliseconds 20 }
+                        throw 'child boom'
+                    }
+                    foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                    $s.BodyFinished = $true
+                }
+            }
+            catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskGroupFailed,AsyncGroup.Commands.StartTaskGroupCommand'
+            $s.BodyFinished | Should -BeNullOrEmpty
+            $s.SiblingFinished | Should -BeNullOrEmpty
+            $s.Sibling.State | Should -Be 'Cancelled'
+            $s.SiblingExited.IsSet | Should -BeTrue -Because 'the sibling must have ended before the group returned'
+        }
+
+        It 'throws AsyncGroup.TaskGroupFailed with the body''s own error and cancels the children' {
+            $h = @{}
+            $err = try {
+                Start-TaskGroup {
+                    $h.Child = Start-AsyncTask { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } }
+                    throw 'body boom'
+                }
+            }
+            catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskGroupFailed,AsyncGroup.Commands.StartTaskGroupCommand'
+            $err.Exception.InnerExceptions | Should -HaveCount 1
+            $err.Exception.InnerExceptions[0].Message | Should -Be 'body boom'
+            $h.Child.State | Should -Be 'Cancelled'
+        }
+
+        It 'puts both the body''s error and a child''s error in InnerExceptions' {
+            # Not reachable deterministically from PowerShell: the first failure stops the body (a
+            # throw in its finally block is then dropped by PowerShell itself), and a child that
+            # fails after the group aborted counts as cancelled by design. Core's xunit tests cover it.
+            Set-ItResult -Skipped -Because 'a body error and a child error cannot both be produced without a race from script; covered by the Core tests'
+        }
+
+        It 'names the group from -Name in its error message' {
+            $err = try { Start-TaskGroup -Name 'downloads' { $null = Start-AsyncTask { throw 'child boom' } } } catch { $_ }
+            $err.Exception.Message | Should -Match 'downloads'
+        }
+
+        It 'nests the aggregate of a failed inner group in the outer group''s error' {
+            $err = try {
+                Start-TaskGroup -Name 'outer' {
+                    Start-TaskGroup -Name 'inner' { $null = Start-AsyncTask { throw 'child boom' } }
+                }
+            }
+            catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskGroupFailed,AsyncGroup.Commands.StartTaskGroupCommand'
+            $err.Exception.GroupName | Should -Be 'outer'
+            $err.Exception.InnerExceptions[0] | Should -BeOfType ([AsyncGroup.Core.TaskGroupException])
+            $err.Exception.InnerExceptions[0].GroupName | Should -Be 'inner'
+            $err.Exception.InnerExceptions[0].InnerExceptions[0].Message | Should -Be 'child boom'
+        }
+
+        It 'refuses Start-AsyncTask in a group that is shutting down, with AsyncGroup.GroupClosed' {
+            $err = try {
+                Start-TaskGroup {
+                    try {
+                        $null = Start-AsyncTask { throw 'child boom' }
+                        foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                    }
+                    finally {
+                        # The group has aborted and stopped the body: no child can join it now.
+                        $null = Start-AsyncTask { 'too late' }
+                    }
+                } -ErrorVariable errs 2>$null
+            }
+            catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskGroupFailed,AsyncGroup.Commands.StartTaskGroupCommand'
+            $closed = @($errs | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] -and $_.FullyQualifiedErrorId -like 'AsyncGroup.GroupClosed*' })
+            $closed | Should -HaveCount 1
+            $closed[0].FullyQualifiedErrorId | Should -Be 'AsyncGroup.GroupClosed,AsyncGroup.Commands.StartAsyncTaskCommand'
+            $closed[0].Exception | Should -BeOfType ([System.InvalidOperationException])
+        }
+    }
+
+    Context '-Timeout' {
+        It 'throws AsyncGroup.Timeout with a TimeoutException and cancels the children and the body' {
+            $s = New-SyncHashtable
+            $s.ChildExited = [System.Threading.ManualResetEventSlim]::new($false)
+
+            $err = try {
+                Start-TaskGroup -Timeout 0.5 {
+                    $s.Child = Start-AsyncTask {
+                        $s = $using:s
+                        try { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }; $s.ChildFinished = $true }
+                        finally { $s.ChildExited.Set() }
+                    }
+                    foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                    $s.BodyFinished = $true
+                }
+            }
+            catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.Timeout,AsyncGroup.Commands.StartTaskGroupCommand'
+            $err.Exception | Should -BeOfType ([System.TimeoutException])
+            $s.BodyFinished | Should -BeNullOrEmpty
+            $s.ChildFinished | Should -BeNullOrEmpty
+            $s.Child.State | Should -Be 'Cancelled'
+            $s.ChildExited.IsSet | Should -BeTrue
+        }
+    }
+
+    Context 'early stop downstream' {
+        It 'stops the body, cancels the children and lets the caller go on once Select-Object -First 1 has its object' {
+            # Run in a runspace of its own: a module that mishandles the downstream stop could end
+            # the calling script.
+            $r = Invoke-InNewRunspace -Script '
+                param($Signal)
+                $first = Start-TaskGroup {
+                    $Signal.Child = Start-AsyncTask { $s = $using:Signal; foreach ($i in 1..500) { Start-Sleep -Milliseconds 20 }; $s.ChildFinished = $true }
+                    "first"
+                    foreach ($i in 1..500) { Start-Sleep -Milliseconds 20 }
+                    $Signal.BodyFinished = $true
+                } | Select-Object -First 1
+                $Signal.First = $first
+                $Signal.ChildDoneOnReturn = $Signal.Child.IsDone
+                $Signal.After = $true'
+            $s = $r.Signal
+
+            $s.After | Should -BeTrue -Because 'the statement after the pipeline must run'
+            $s.First | Should -Be 'first'
+            $s.BodyFinished | Should -BeNullOrEmpty
+            $s.ChildFinished | Should -BeNullOrEmpty
+            $s.ChildDoneOnReturn | Should -BeTrue
+            $s.Child.State | Should -Be 'Cancelled'
+        }
+    }
+
+    Context 'bad input' {
+        It 'refuses a null body' {
+            { Start-TaskGroup -ScriptBlock $null } | Should -Throw -ErrorId 'ParameterArgumentValidationError,AsyncGroup.Commands.StartTaskGroupCommand'
+        }
+
+        It 'refuses an empty body' {
+            { Start-TaskGroup { } } | Should -Throw -ErrorId 'AsyncGroup.InvalidArgument,AsyncGroup.Commands.StartTaskGroupCommand'
+        }
+
+        It 'refuses a negative -Timeout' {
+            { Start-TaskGroup { 1 } -Timeout -1 } | Should -Throw -ErrorId 'ParameterArgumentValidationError,AsyncGroup.Commands.StartTaskGroupCommand'
+        }
+
+        It 'refuses -ThrottleLimit 0' {
+            { Start-TaskGroup { 1 } -ThrottleLimit 0 } | Should -Throw -ErrorId 'ParameterArgumentValidationError,AsyncGroup.Commands.StartTaskGroupCommand'
+        }
+
+        It 'refuses an empty -Name' {
+            { Start-TaskGroup { 1 } -Name '' } | Should -Throw -ErrorId 'ParameterArgumentValidationError,AsyncGroup.Commands.StartTaskGroupCommand'
+        }
+    }
+
+    Context 'Ctrl+C' {
+        It 'returns promptly when stopped, with every child cancelled and the body stopped' {
+            $s = New-SyncHashtable
+            $r = Invoke-StopHarness -StartedCount 2 -Signal $s -Script '
+                param($Signal)
+                Start-TaskGroup {
+                    $Signal.Tasks = @(1..2 | Start-AsyncTask { $s = $using:Signal; $s.Started.Signal(); foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } })
+                    foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                    $Signal.BodyFinished = $true
+                }'
+
+            $r.Completed | Should -BeTrue -Because 'the stopped pipeline must return within 5 s'
+            $r.State | Should -Be 'Stopped'
+            $s.BodyFinished | Should -BeNullOrEmpty
+            @($s.Tasks | Where-Object State -eq 'Cancelled') | Should -HaveCount 2
+        }
+
+        It 'surfaces a stop as a plain stop, not as a group failure' {
+            $s = New-SyncHashtable
+            $r = Invoke-StopHarness -Signal $s -Script '
+                param($Signal)
+                Start-TaskGroup { $null = Start-AsyncTask { $s = $using:Signal; $s.Started.Signal(); foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } } }'
+
+            $r.Reason | Should -BeOfType ([System.Management.Automation.PipelineStoppedException])
+            @($r.Errors | Where-Object { $_.FullyQualifiedErrorId -like 'AsyncGroup.TaskGroupFailed*' }) | Should -HaveCount 0
+        }
+    }
+}
