@@ -66,8 +66,14 @@ function New-SyncHashtable {
 }
 
 function Get-BusyWorker {
-    <# The worker runspaces (process-wide pool) that are running something right now. #>
-    @(Get-Runspace -Name 'AsyncGroup-Worker-*' | Where-Object { $_.RunspaceAvailability -eq 'Busy' })
+    <#
+    The worker runspaces (process-wide pool) serving a call right now. An idle worker keeps a
+    driver pipeline waiting for its next call, so Get-Runspace reports it Busy; the module's
+    own status says which workers really are.
+    #>
+    $names = [AsyncGroup.WorkerPoolStatus]::BusyWorkers
+    if ($names.Count -eq 0) { return @() }
+    @(Get-Runspace -Name $names)
 }
 
 function Get-WorkerCreatedCount {

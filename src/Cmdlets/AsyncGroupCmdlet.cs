@@ -264,7 +264,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                 WriteObject(message.Payload);
                 break;
             case StreamKind.Error:
-                WriteError((ErrorRecord)message.Payload!);
+                WriteError(ErrorHelper.Preserve((ErrorRecord)message.Payload!));
                 break;
             case StreamKind.Warning:
                 WriteWarning(message.Payload is WarningRecord w ? w.Message : message.Payload?.ToString());

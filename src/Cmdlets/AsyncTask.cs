@@ -29,6 +29,7 @@ public sealed class AsyncTask
     private readonly TaskCompletionSource<IReadOnlyList<PSObject>> _execution = new();
     private WorkTask<IReadOnlyList<PSObject>>? _work;
     private IStreamSink? _sink;
+    private readonly Stack<IStreamSink> _outerSinks = new();
     private ErrorRecord? _error;
     private EventHandler? _completed;
     private Worker? _runningOn;
@@ -217,6 +218,8 @@ public sealed class AsyncTask
     }
 
     /// <summary>Delivers buffered records to <paramref name="sink"/> and routes later ones there until detached.</summary>
+    /// <remarks>Sinks nest: a Receive-AsyncTask inside a group body takes over the task's records and
+    /// gives them back to the group when it detaches.</remarks>
     internal void AttachSink(IStreamSink sink)
     {
         lock (_gate)
@@ -224,6 +227,11 @@ public sealed class AsyncTask
             while (_buffered.Count > 0)
             {
                 sink.Post(_buffered.Dequeue());
+            }
+
+            if (_sink is not null)
+            {
+                _outerSinks.Push(_sink);
             }
 
             _sink = sink;
@@ -236,7 +244,7 @@ public sealed class AsyncTask
         {
             if (ReferenceEquals(_sink, sink))
             {
-                _sink = null;
+                _sink = _outerSinks.Count > 0 ? _outerSinks.Pop() : null;
             }
         }
     }

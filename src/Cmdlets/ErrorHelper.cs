@@ -10,6 +10,29 @@ namespace AsyncGroup;
 /// </summary>
 internal static class ErrorHelper
 {
+    private static readonly System.Reflection.PropertyInfo? s_preserveInvocationInfo =
+        typeof(ErrorRecord).GetProperty("PreserveInvocationInfoOnce", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic);
+
+    /// <summary>
+    /// Marks a record written elsewhere (a worker, the group body) so that writing it from this
+    /// cmdlet keeps its own FullyQualifiedErrorId and position, as Receive-Job and
+    /// ForEach-Object -Parallel do. PowerShell exposes this only internally (5.1 and 7 alike);
+    /// without it the record is merely re-attributed to this cmdlet.
+    /// </summary>
+    public static ErrorRecord Preserve(ErrorRecord record)
+    {
+        try
+        {
+            s_preserveInvocationInfo?.SetValue(record, true);
+        }
+        catch (Exception)
+        {
+            // Not fatal: the error still reaches the caller.
+        }
+
+        return record;
+    }
+
     /// <summary>Maps an exception to a record with a meaningful category.</summary>
     public static ErrorRecord FromException(Exception exception, string errorId, object? target)
     {

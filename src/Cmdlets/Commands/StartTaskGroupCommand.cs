@@ -14,7 +14,10 @@ namespace AsyncGroup.Commands;
 [OutputType(typeof(object))]
 public sealed class StartTaskGroupCommand : ScriptCmdletBase
 {
-    private Exception? _writeFailure;
+    // Set when the body must end for a reason of ours: a Write* that threw (rethrown as is after the
+    // join) or an inner group's failure (which becomes the body's error).
+    private Exception? _bodyFailure;
+    private PowerShell? _runningBody;
 
     /// <summary>The body, run in the caller's session; its output is this cmdlet's output.</summary>
     [Parameter(Mandatory = true, Position = 0)]
@@ -56,7 +59,9 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
 
         // A stop that came from downstream (Select-Object -First) or Ctrl+C still joins the
         // children first: the group never returns with a child running.
-        bool bodyStopped = (bodyError is PipelineStoppedException && !group.Token.IsCancellationRequested) || (bodyError is not null && ReferenceEquals(bodyError, _writeFailure));
+        _runningBody = null;
+        bool bodyStopped = (bodyError is PipelineStoppedException && !group.Token.IsCancellationRequested)
+            || (bodyError is not null && ReferenceEquals(bodyError, _bodyFailure) && bodyError is not TaskGroupException);
         Task join = group.JoinAsync(bodyStopped ? new OperationCanceledException("The task group's body was stopped.", bodyError) : bodyError);
         try
         {
@@ -64,6 +69,7 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
         }
         catch (TaskGroupException ex)
         {
+            GroupScope.Current?.Owner.InnerGroupFailed(ex);
             ThrowTerminatingError(ErrorHelper.GroupFailed(ex, group.Name));
         }
         catch (TimeoutException ex)
@@ -104,13 +110,17 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
     private Exception? RunBody(TaskGroup group)
     {
         using PowerShell body = PowerShell.Create(RunspaceMode.CurrentRunspace);
-        body.AddScript("param($__agBody) & $__agBody", useLocalScope: true).AddArgument(ScriptBlock);
+        // Warning, verbose, debug and information records of a nested pipeline go to the host
+        // directly, past -WarningVariable and redirections: merged into the output, they come
+        // back to us as records and are written through this cmdlet. Errors stay separate, so an
+        // ErrorRecord the body outputs (Invoke-Gather -ReturnExceptions) stays output.
+        body.AddScript("param($__agBody) & $__agBody 3>&1 4>&1 5>&1 6>&1", useLocalScope: true).AddArgument(ScriptBlock);
         var output = new PSDataCollection<PSObject>();
         output.DataAdded += (s, e) => Forward(body, () =>
         {
             foreach (PSObject item in output.ReadAll())
             {
-                WriteObject(item);
+                WriteBodyItem(item);
             }
         });
         ForwardBodyStreams(body);
@@ -127,18 +137,19 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
             }
         });
 
+        _runningBody = body;
         using (GroupScope.Enter(group, this))
         {
             try
             {
                 body.Invoke(null, output);
-                return _writeFailure;
+                return _bodyFailure;
             }
-            catch (Exception) when (_writeFailure is not null)
+            catch (Exception) when (_bodyFailure is not null)
             {
                 // Our own Write* threw (downstream Select-Object -First, -ErrorAction Stop…):
                 // that exception, not the body's stop it caused, is what must surface.
-                return _writeFailure;
+                return _bodyFailure;
             }
             catch (PipelineStoppedException ex) when (group.Token.IsCancellationRequested)
             {
@@ -174,26 +185,65 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
     /// </summary>
     private void Forward(PowerShell body, Action write)
     {
-        if (_writeFailure is not null)
+        if (_bodyFailure is not null)
         {
             return;
         }
 
         try
         {
+            // We are on the pipeline thread: let the children's queued records out first, so
+            // they reach the caller whenever the body writes, not only when it ends.
+            DrainAvailable();
             write();
         }
         catch (Exception ex)
         {
-            _writeFailure = ex;
+            _bodyFailure = ex;
             body.BeginStop(null, null);
+        }
+    }
+
+    private void WriteBodyItem(PSObject item)
+    {
+        switch (item.BaseObject)
+        {
+            case WarningRecord w:
+                WriteWarning(w.Message);
+                break;
+            case VerboseRecord v:
+                WriteVerbose(v.Message);
+                break;
+            case DebugRecord d:
+                WriteDebug(d.Message);
+                break;
+            case InformationRecord i:
+                WriteInformation(i);
+                break;
+            default:
+                WriteObject(item);
+                break;
+        }
+    }
+
+    /// <summary>
+    /// An inner Start-TaskGroup in this group's body failed. PowerShell makes a cmdlet's terminating
+    /// error end only its statement, but a failed inner group must fail this one (as in asyncio):
+    /// the body is stopped and the inner aggregate becomes this group's body error.
+    /// </summary>
+    internal void InnerGroupFailed(TaskGroupException error)
+    {
+        if (_bodyFailure is null)
+        {
+            _bodyFailure = error;
+            _runningBody?.BeginStop(null, null);
         }
     }
 
     private void ForwardBodyStreams(PowerShell body)
     {
         PSDataStreams streams = body.Streams;
-        streams.Error.DataAdded += (s, e) => Forward(body, () => Each(streams.Error.ReadAll(), WriteError));
+        streams.Error.DataAdded += (s, e) => Forward(body, () => Each(streams.Error.ReadAll(), r => WriteError(ErrorHelper.Preserve(r))));
         streams.Warning.DataAdded += (s, e) => Forward(body, () => Each(streams.Warning.ReadAll(), r => WriteWarning(r.Message)));
         streams.Verbose.DataAdded += (s, e) => Forward(body, () => Each(streams.Verbose.ReadAll(), r => WriteVerbose(r.Message)));
         streams.Debug.DataAdded += (s, e) => Forward(body, () => Each(streams.Debug.ReadAll(), r => WriteDebug(r.Message)));

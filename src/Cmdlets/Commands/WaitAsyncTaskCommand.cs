@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
+using System.Linq;
 using System.Management.Automation;
 using AsyncGroup.Core;
 
@@ -69,6 +70,15 @@ public sealed class WaitAsyncTaskCommand : TaskCmdletBase
             }
 
             ReleaseTasks(Collected, drain: true);
+        }
+        catch (PipelineStoppedException)
+        {
+            // asyncio's wait_for: cancelling the wait cancels what it awaits. Bounded, and the
+            // stop is rethrown at once afterwards.
+            var unfinished = Collected.Where(t => !t.IsDone).ToList();
+            unfinished.ForEach(t => t.Cancel());
+            System.Threading.Tasks.Task.WhenAll(unfinished.Select(t => t.Work.Completion)).Wait(ShutdownBound);
+            throw;
         }
         finally
         {

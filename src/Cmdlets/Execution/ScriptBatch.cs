@@ -1,6 +1,7 @@
 using System;
 using System.Threading;
 using System.Threading.Tasks;
+using System.Management.Automation;
 using AsyncGroup.Core;
 
 namespace AsyncGroup.Execution;
@@ -70,15 +71,17 @@ internal sealed class ScriptBatch
         }
     }
 
-    /// <summary>Fails every queued task with <paramref name="ex"/> (a worker could not be created or its driver broke).</summary>
+    /// <summary>
+    /// Fails every queued task: a worker could not be created, or its driver failed before running
+    /// a task (say, -InitializationScript threw — that error is kept as it was).
+    /// </summary>
     internal void FailQueued(Exception ex)
     {
         foreach (AsyncTask task in _queue.RemoveAll())
         {
-            task.SetFailed(ErrorHelper.FromException(
-                new InvalidOperationException("A worker runspace could not be created: " + ex.Message, ex),
-                ErrorIds.WorkerFailed,
-                task));
+            task.SetFailed(ex is IContainsErrorRecord { ErrorRecord: { } record }
+                ? record
+                : ErrorHelper.FromException(new InvalidOperationException("A worker runspace could not be created: " + ex.Message, ex), ErrorIds.WorkerFailed, task));
         }
     }
 

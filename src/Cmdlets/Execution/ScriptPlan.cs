@@ -84,7 +84,8 @@ internal sealed class WorkerSettings
                 throw new ArgumentException($"The function '{name}' passed to -Function was not found in the caller's session.");
             }
 
-            string definition = function is FilterInfo ? "filter {" + function.Definition + "}" : function.Definition;
+            // A filter is a function whose body is a process block.
+            string definition = function is FilterInfo ? "process {" + function.Definition + "\n}" : function.Definition;
             functions.Add(new KeyValuePair<string, string>(function.Name, definition));
         }
 
@@ -264,8 +265,30 @@ internal sealed class ScriptPlan
         }
 
         text.Append(body, position, body.Length - position);
-        return new ScriptPlan(body, text.ToString(), values, settings);
+        return new ScriptPlan(body, text.ToString(), values, settings) { TouchesSharedScopes = MayTouchSharedScopes(ast) };
     }
+
+    /// <summary>
+    /// True when the script block may leave something in the global or script scope ($global:,
+    /// $script:, function global:, Set-Variable, Import-Module …): only then does a worker pay for
+    /// cleaning those scopes after each item. Every task's own scope is fresh regardless.
+    /// </summary>
+    public bool TouchesSharedScopes { get; private set; }
+
+    private static readonly HashSet<string> s_scopeCommands = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "Set-Variable", "New-Variable", "sv", "nv", "Set-Item", "New-Item", "si", "ni",
+        "Import-Module", "ipmo", "Set-Alias", "New-Alias", "sal", "nal", "Invoke-Expression", "iex", ".",
+    };
+
+    private static bool MayTouchSharedScopes(ScriptBlockAst ast) =>
+        ast.Find(a => a switch
+        {
+            VariableExpressionAst v => v.VariablePath.IsGlobal || v.VariablePath.IsScript,
+            FunctionDefinitionAst f => f.Name.IndexOf(':') >= 0,
+            CommandAst c => c.InvocationOperator == TokenKind.Dot || s_scopeCommands.Contains(c.GetCommandName() ?? string.Empty),
+            _ => false,
+        }, searchNestedScriptBlocks: true) is not null;
 
     /// <summary>The text between a literal's braces (or the whole text of a created script block).</summary>
     internal static string BodyText(ScriptBlock scriptBlock)

@@ -31,14 +31,21 @@ internal sealed class Worker
     // initialization script is dot-sourced into that scope so its definitions reach every task;
     // the per-task loop itself is C# (Worker.Run).
     private const string DriverScript = @"param($__ag)
-while ($__ag.NextBatch()) {
+while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     & {
         $__ag_init = $__ag.Prepare($ExecutionContext.SessionState)
         if ($null -ne $__ag_init) { . $__ag_init }
         $__ag.Run()
     }
-    $__ag.EndBatch()
+    $__ag.EndBatch($ExecutionContext.SessionState)
 }";
+
+    // Variables the engine sets itself; never worth removing between calls.
+    private static readonly HashSet<string> s_engineVariables = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "?", "_", "PSItem", "args", "input", "this", "MyInvocation", "PSCmdlet", "PSBoundParameters",
+        "LASTEXITCODE", "Matches", "__ag", "__ag_init", "foreach", "switch", "PSScriptRoot", "PSCommandPath",
+    };
 
     private readonly object _gate = new();
     private readonly WorkerPool _pool;
@@ -48,6 +55,8 @@ while ($__ag.NextBatch()) {
     private AsyncTask? _current;
     private ScriptBlock? _body;
     private SessionState? _session;
+    private (HashSet<string> Variables, HashSet<string> Functions)? _baseline;
+    private (HashSet<string> Variables, HashSet<string> Functions)? _itemBaseline;
     private bool _stopping;
     private bool _abandoned;
     private bool _closing;
@@ -145,8 +154,9 @@ while ($__ag.NextBatch()) {
     // --- called by the driver, on the worker's pipeline thread -------------------------------
 
     /// <summary>Waits for the next batch; false when the worker is closing or must restart.</summary>
-    internal bool NextBatch()
+    internal bool NextBatch(SessionState session)
     {
+        _baseline ??= Snapshot(session);
         lock (_gate)
         {
             while (_assigned is null && !_closing && !_stopping)
@@ -249,8 +259,14 @@ while ($__ag.NextBatch()) {
     }
 
     /// <summary>The batch is drained: the worker goes back to the pool with its driver still running.</summary>
-    internal void EndBatch()
+    internal void EndBatch(SessionState session)
     {
+        _itemBaseline = null;
+        if (_baseline is { } baseline)
+        {
+            RemoveLeftovers(session, baseline);
+        }
+
         ScriptBatch? batch;
         bool stopping;
         lock (_gate)
@@ -278,6 +294,7 @@ while ($__ag.NextBatch()) {
 
     internal void DisposeRunspace()
     {
+        WorkerPool.Forget(this);
         try
         {
             Runspace.Dispose();
@@ -285,6 +302,73 @@ while ($__ag.NextBatch()) {
         catch (Exception)
         {
             // Disposing a broken runspace must not take the caller down.
+        }
+    }
+
+    private static (HashSet<string> Variables, HashSet<string> Functions) Snapshot(SessionState session) =>
+        (new HashSet<string>(Names(session, @"variable:\"), StringComparer.OrdinalIgnoreCase),
+         new HashSet<string>(Names(session, @"function:\"), StringComparer.OrdinalIgnoreCase));
+
+    private static IEnumerable<string> Names(SessionState session, string drive)
+    {
+        foreach (PSObject item in session.InvokeProvider.ChildItem.Get(drive, false))
+        {
+            switch (item.BaseObject)
+            {
+                case PSVariable v:
+                    yield return v.Name;
+                    break;
+                case CommandInfo c:
+                    yield return c.Name;
+                    break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Between calls nothing a task left in the global or script scope survives: variables and
+    /// functions that were not there when the driver started are removed. (Within one call, each
+    /// task's own scope is fresh; only explicit $global:/$script: writes are shared until the call ends.)
+    /// </summary>
+    private static void RemoveLeftovers(SessionState session, (HashSet<string> Variables, HashSet<string> Functions) baseline)
+    {
+        try
+        {
+            foreach (string name in Names(session, @"variable:\"))
+            {
+                if (!baseline.Variables.Contains(name) && !s_engineVariables.Contains(name))
+                {
+                    TryRemove(() => session.PSVariable.Remove("script:" + name));
+                    TryRemove(() => session.PSVariable.Remove("global:" + name));
+                }
+            }
+
+            foreach (string name in Names(session, @"function:\"))
+            {
+                if (!baseline.Functions.Contains(name))
+                {
+                    for (int i = 0; i < 3 && session.InvokeProvider.Item.Exists(@"function:\" + name); i++)
+                    {
+                        TryRemove(() => session.InvokeProvider.Item.Remove(@"function:\" + name, false));
+                    }
+                }
+            }
+        }
+        catch (Exception)
+        {
+            // Best effort: a worker that cannot be cleaned is still correct for its next call's own scope.
+        }
+    }
+
+    private static void TryRemove(Action remove)
+    {
+        try
+        {
+            remove();
+        }
+        catch (Exception)
+        {
+            // Not in that scope, constant or read-only: nothing to remove.
         }
     }
 
@@ -384,6 +468,13 @@ while ($__ag.NextBatch()) {
             }
 
             ResetBetweenItems(_session!, batch.Plan.Settings);
+            if (batch.Plan.TouchesSharedScopes)
+            {
+                // After initialization, before the first task: what the call itself defines stays.
+                _itemBaseline ??= Snapshot(_session!);
+                RemoveLeftovers(_session!, _itemBaseline.Value);
+            }
+
             next.MarkStarted();
             return true;
         }
@@ -580,7 +671,7 @@ public sealed class WorkerDriverContext
     internal WorkerDriverContext(Worker worker) => _worker = worker;
 
     /// <summary>Waits for the next batch; false when the driver should end.</summary>
-    public bool NextBatch() => _worker.NextBatch();
+    public bool NextBatch(SessionState session) => _worker.NextBatch(session);
 
     /// <summary>Applies the caller's settings to the batch scope; returns the initialization script to dot-source, if any.</summary>
     public ScriptBlock? Prepare(SessionState session) => _worker.Prepare(session);
@@ -589,5 +680,5 @@ public sealed class WorkerDriverContext
     public void Run() => _worker.Run();
 
     /// <summary>Returns the worker to the pool once its batch is drained.</summary>
-    public void EndBatch() => _worker.EndBatch();
+    public void EndBatch(SessionState session) => _worker.EndBatch(session);
 }

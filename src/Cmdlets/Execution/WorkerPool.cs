@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
+using System.Linq;
 using System.Management.Automation.Runspaces;
 using System.Threading;
 using AsyncGroup.Core;
@@ -23,6 +24,7 @@ internal sealed class WorkerPool
 
     private static readonly ConcurrentDictionary<string, WorkerPool> s_pools = new(StringComparer.OrdinalIgnoreCase);
     private static readonly Timer s_trimTimer = new(_ => TrimAll(), null, TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(15));
+    private static readonly ConcurrentDictionary<Worker, byte> s_busy = new();
     private static int s_created;
 
     private readonly WarmPool<Worker> _warm = new(ReturnWait);
@@ -58,7 +60,21 @@ internal sealed class WorkerPool
     /// A warm worker — waiting briefly for one on its way back (a millisecond away) rather than
     /// opening a new runspace (tens of milliseconds) — or a new one.
     /// </summary>
-    internal Worker Rent() => _warm.TryRent() ?? Create();
+    internal Worker Rent()
+    {
+        Worker worker = _warm.TryRent() ?? Create();
+        s_busy[worker] = 0;
+        return worker;
+    }
+
+    /// <summary>The names of the worker runspaces serving a call right now (or stuck and abandoned).</summary>
+    internal static string[] BusyNames() => s_busy.Keys.Select(w => w.Runspace.Name).OrderBy(n => n, StringComparer.Ordinal).ToArray();
+
+    /// <summary>Idle workers across all pools.</summary>
+    internal static int IdleCount => s_pools.Values.Sum(p => p._warm.IdleCount);
+
+    /// <summary>A worker is gone for good (disposed).</summary>
+    internal static void Forget(Worker worker) => s_busy.TryRemove(worker, out _);
 
     /// <summary>A worker's batch is drained and it will be returned shortly.</summary>
     internal void Returning() => _warm.Returning();
@@ -83,6 +99,7 @@ internal sealed class WorkerPool
             }
         }
 
+        s_busy.TryRemove(worker, out _);
         if (!_warm.Return(healthy ? worker : null))
         {
             worker.Close();
