@@ -13,13 +13,8 @@ namespace AsyncGroup.Commands;
 /// </summary>
 [Cmdlet(VerbsCommunications.Receive, "AsyncTask")]
 [OutputType(typeof(object))]
-public sealed class ReceiveAsyncTaskCommand : TaskCmdletBase
+public sealed class ReceiveAsyncTaskCommand : TaskListCmdletBase
 {
-    /// <summary>The tasks whose results to emit.</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
-    [ValidateNotNullOrEmpty]
-    public AsyncTask[] Task { get; set; } = null!;
-
     /// <summary>Wait for each task to finish (in input order) instead of refusing unfinished ones.</summary>
     [Parameter]
     public SwitchParameter Wait { get; set; }
@@ -32,9 +27,6 @@ public sealed class ReceiveAsyncTaskCommand : TaskCmdletBase
     [Parameter]
     [ValidateRange(0.0, 2147483.0)]
     public double Timeout { get; set; }
-
-    /// <inheritdoc />
-    protected override void ProcessRecord() => Collect(Task);
 
     /// <inheritdoc />
     protected override void EndProcessing()

@@ -35,3 +35,18 @@ public abstract class TaskCmdletBase : AsyncGroupCmdlet
         }
     }
 }
+
+/// <summary>
+/// Base of the cmdlets whose only input is a list of tasks (Receive-AsyncTask, Wait-AsyncTask,
+/// Wait-AsyncGroup): <c>-Task</c> at position 0 and from the pipeline, collected in order.
+/// </summary>
+public abstract class TaskListCmdletBase : TaskCmdletBase
+{
+    /// <summary>The tasks, given at position 0 or through the pipeline.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
+    [ValidateNotNullOrEmpty]
+    public AsyncTask[] Task { get; set; } = null!;
+
+    /// <inheritdoc />
+    protected override void ProcessRecord() => Collect(Task);
+}

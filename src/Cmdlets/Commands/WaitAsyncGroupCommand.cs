@@ -11,13 +11,8 @@ namespace AsyncGroup.Commands;
 /// </summary>
 [Cmdlet(VerbsLifecycle.Wait, "AsyncGroup")]
 [OutputType(typeof(WaitResult))]
-public sealed class WaitAsyncGroupCommand : TaskCmdletBase
+public sealed class WaitAsyncGroupCommand : TaskListCmdletBase
 {
-    /// <summary>The tasks to wait for.</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
-    [ValidateNotNullOrEmpty]
-    public AsyncTask[] Task { get; set; } = null!;
-
     /// <summary>When to return: AllCompleted (default), FirstCompleted or FirstException.</summary>
     [Parameter]
     public ReturnWhen ReturnWhen { get; set; } = ReturnWhen.AllCompleted;
@@ -26,9 +21,6 @@ public sealed class WaitAsyncGroupCommand : TaskCmdletBase
     [Parameter]
     [ValidateRange(0.0, 2147483.0)]
     public double Timeout { get; set; }
-
-    /// <inheritdoc />
-    protected override void ProcessRecord() => Collect(Task);
 
     /// <inheritdoc />
     protected override void EndProcessing()

@@ -12,20 +12,12 @@ namespace AsyncGroup.Commands;
 /// </summary>
 [Cmdlet(VerbsLifecycle.Wait, "AsyncTask")]
 [OutputType(typeof(object))]
-public sealed class WaitAsyncTaskCommand : TaskCmdletBase
+public sealed class WaitAsyncTaskCommand : TaskListCmdletBase
 {
-    /// <summary>The tasks to wait for.</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
-    [ValidateNotNullOrEmpty]
-    public AsyncTask[] Task { get; set; } = null!;
-
     /// <summary>Seconds to wait at most (for all the tasks together); unfinished tasks are then cancelled.</summary>
     [Parameter]
     [ValidateRange(0.0, 2147483.0)]
     public double Timeout { get; set; }
-
-    /// <inheritdoc />
-    protected override void ProcessRecord() => Collect(Task);
 
     /// <inheritdoc />
     protected override void EndProcessing()
