@@ -209,7 +209,8 @@ Describe 'Invoke-Gather' {
 
             { Invoke-Gather -Task $slow, $bad } | Should -Throw -ErrorId 'AsyncGroup.TaskFailed,AsyncGroup.Commands.InvokeGatherCommand'
 
-            $slow.State | Should -Be 'Running'
+            # Left alone: queued for a worker or running, never cancelled.
+            $slow.State | Should -BeIn @('Pending', 'Running')
         }
 
         It 'warns about the tasks it cancelled at the first failure, including those that never started' {
@@ -357,7 +358,8 @@ Describe 'Invoke-Gather' {
 
             { Invoke-Gather -Task $t -Timeout 0.5 } | Should -Throw -ErrorId 'AsyncGroup.Timeout,AsyncGroup.Commands.InvokeGatherCommand'
 
-            $t.State | Should -Be 'Running'
+            # Left alone: queued for a worker or running, never cancelled.
+            $t.State | Should -BeIn @('Pending', 'Running')
         }
     }
 
