@@ -236,3 +236,91 @@ function Invoke-StopHarness {
         }
     }
 }
+
+function Get-PowerShellCommand {
+    <#
+    .SYNOPSIS
+    How to start a child process of this same PowerShell: @{ FilePath; Arguments } where Arguments
+    go before the child's own arguments. Covers the three ways PowerShell runs:
+    - a .NET tool (dotnet tool install PowerShell): the process is 'dotnet' and $PSHOME holds
+      pwsh.dll, so the child is 'dotnet <PSHOME>/pwsh.dll';
+    - a native install: $PSHOME/pwsh (pwsh.exe on Windows);
+    - Windows PowerShell 5.1: $PSHOME/powershell.exe.
+    #>
+    $candidates = @('pwsh.exe', 'pwsh', 'powershell.exe')
+    $processPath = (Get-Process -Id $PID).Path
+    $processName = [System.IO.Path]::GetFileNameWithoutExtension($processPath)
+    if ($processName -eq 'dotnet') {
+        $dll = Join-Path $PSHOME 'pwsh.dll'
+        if (Test-Path -LiteralPath $dll -PathType Leaf) {
+            return @{ FilePath = $processPath; Arguments = @($dll) }
+        }
+    }
+    elseif ($candidates -contains [System.IO.Path]::GetFileName($processPath)) {
+        return @{ FilePath = $processPath; Arguments = @() }
+    }
+    foreach ($name in $candidates) {
+        $path = Join-Path $PSHOME $name
+        if (Test-Path -LiteralPath $path -PathType Leaf) {
+            return @{ FilePath = $path; Arguments = @() }
+        }
+    }
+    throw "Cannot tell how to start a child PowerShell: the process is '$processPath' and `$PSHOME ('$PSHOME') holds none of pwsh.dll, $($candidates -join ', ')."
+}
+
+function Invoke-ChildPowerShell {
+    <#
+    .SYNOPSIS
+    Runs -Command in a fresh child PowerShell (-NoProfile -NonInteractive) that has
+    $env:ASYNCGROUP_MANIFEST set to the staged module's manifest, and returns ExitCode, Output
+    (stdout lines), ErrorText (stderr), Seconds (the whole process's lifetime) and TimedOut. A child
+    still running after -TimeoutSeconds is killed (TimedOut is then true), so a hang fails the test
+    instead of the suite.
+    #>
+    param(
+        [Parameter(Mandatory)] [string] $Command,
+        [double] $TimeoutSeconds = 60
+    )
+
+    $pwsh = Get-PowerShellCommand
+    $info = [System.Diagnostics.ProcessStartInfo]::new()
+    $info.FileName = $pwsh.FilePath
+    # One argument string (netstandard2.0 / .NET Framework have no ArgumentList). The command goes
+    # base64-encoded (UTF-16LE, as -EncodedCommand wants) so no quoting can mangle it.
+    $encoded = [Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes($Command))
+    $parts = @($pwsh.Arguments | ForEach-Object { '"' + $_ + '"' }) + @('-NoProfile', '-NonInteractive', '-EncodedCommand', $encoded)
+    $info.Arguments = $parts -join ' '
+    $info.UseShellExecute = $false
+    $info.RedirectStandardOutput = $true
+    $info.RedirectStandardError = $true
+    $info.RedirectStandardInput = $true
+    $info.EnvironmentVariables['ASYNCGROUP_MANIFEST'] = $script:AsyncGroupManifest
+
+    $clock = [System.Diagnostics.Stopwatch]::StartNew()
+    $process = [System.Diagnostics.Process]::Start($info)
+    try {
+        $process.StandardInput.Close()
+        $stdout = $process.StandardOutput.ReadToEndAsync()
+        $stderr = $process.StandardError.ReadToEndAsync()
+        $exited = $process.WaitForExit([int]($TimeoutSeconds * 1000))
+        if (-not $exited) {
+            try { $process.Kill() } catch { $null = $_ }
+            $null = $process.WaitForExit(10000)
+        }
+        else {
+            $process.WaitForExit() # flushes the redirected streams
+        }
+        $clock.Stop()
+        $null = [System.Threading.Tasks.Task]::WaitAll(@($stdout, $stderr), 10000)
+        [pscustomobject]@{
+            ExitCode  = if ($exited) { $process.ExitCode } else { $null }
+            Output    = @(($stdout.Result -split '\r?\n') | Where-Object { $_ -ne '' })
+            ErrorText = $stderr.Result
+            Seconds   = $clock.Elapsed.TotalSeconds
+            TimedOut  = -not $exited
+        }
+    }
+    finally {
+        $process.Dispose()
+    }
+}
