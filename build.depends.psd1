@@ -1,12 +1,16 @@
 @{
-    # Build and test dependencies, pinned in one place and read by build.ps1.
+    # Build and test dependencies, pinned in one place and read by build.ps1. None comes from the
+    # PowerShell Gallery.
     #
-    # Modules: when a module of the same major version is already importable it is used as
-    # is; otherwise build.ps1 installs exactly this version with
-    # Install-Module -RequiredVersion -Scope CurrentUser, and only for the task that needs it.
-    Pester        = '5.7.1'     # -Task Test
+    # PowerShell itself is pinned as a local .NET tool in .config/dotnet-tools.json (7.6.9):
+    # 'dotnet tool restore', then 'dotnet pwsh'. An installed pwsh (or Windows PowerShell 5.1)
+    # runs build.ps1 just as well.
+    #
+    # Modules: an importable module of the same major version, not older than the pin, is used
+    # as is. Otherwise Pester is restored from NuGet (package Pester, exactly this version) into
+    # the ignored .tools/packages folder (build/Tools.proj), only for the task that needs it.
+    Pester        = '5.9.1'     # -Task Test
     platyPS       = '0.14.2'    # -Task Docs
-    PowerShellGet = '2.2.5'     # -Task Package (Register-PSRepository, Publish-Module); checked, never installed
 
     # Minimum .NET SDK (the test project targets net10.0).
     DotNetSdk     = '10.0.100'

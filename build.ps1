@@ -11,18 +11,23 @@
       Clean    remove out/, the projects' bin/ and obj/, TestResults/
       Build    dotnet build AsyncGroup.sln; check the staged module folder
       Docs     platyPS: docs/help/*.md -> out/AsyncGroup/en-US (MAML + about_AsyncGroup.help.txt)
-      Test     dotnet test AsyncGroup.sln, then Pester (tests/*.Tests.ps1) against the staged
-               module in a child process
-      Package  out/AsyncGroup.<version>.nupkg through a throwaway local PSRepository
+      Test     dotnet test AsyncGroup.sln (xunit), then Pester (tests/*.Tests.ps1) against the
+               staged module in a child process; results in TestResults/, and one closing line
+               'N passed, N failed, N skipped' for both suites
+      Package  out/AsyncGroup.<version>.nupkg with PSResourceGet (build/New-ModulePackage.ps1)
       Bench    bench/Invoke-CmdletBench.ps1 in a child process, then the Core harness
                (bench/AsyncGroup.Bench) when it exists
 
-    Dependency versions are pinned in build.depends.psd1.
+    Dependency versions are pinned in build.depends.psd1. Nothing needs the PowerShell Gallery:
+    PowerShell itself is a local .NET tool (.config/dotnet-tools.json; 'dotnet tool restore',
+    then 'dotnet pwsh'), and Pester, when no suitable one is importable, is restored from NuGet
+    into the repository's ignored .tools/ folder (build/Tools.proj).
 
 .EXAMPLE
     ./build.ps1
 
-    Builds the Release configuration and prints the staged module's path.
+    Builds the Release configuration and prints the staged module's path. From bash on a machine
+    that has only the .NET SDK: dotnet tool restore && dotnet pwsh ./build.ps1
 
 .EXAMPLE
     ./build.ps1 -Task Clean, Build, Docs, Test, Package
@@ -96,9 +101,18 @@ function Get-ModuleVersion {
     [string] (Import-PowerShellDataFile -Path $SourceManifest).ModuleVersion
 }
 
-# This very PowerShell (powershell.exe or pwsh), for child processes of the same edition.
-function Get-PowerShellPath {
-    (Get-Process -Id $PID).Path
+# Get-PowerShellCommand: how to start a child of this very PowerShell (a .NET tool, a native
+# pwsh, or Windows PowerShell 5.1), shared with the Pester suite.
+. (Join-Path $RepoRoot 'build/PowerShellCommand.ps1')
+
+# Runs a child PowerShell (same edition and install as this one) and fails when it fails.
+function Invoke-ChildPowerShell {
+    param(
+        [Parameter(Mandatory)] [string[]] $ArgumentList,
+        [Parameter(Mandatory)] [string] $What
+    )
+    $pwsh = Get-PowerShellCommand
+    Invoke-Native $pwsh.FilePath (@($pwsh.Arguments) + @('-NoProfile', '-NonInteractive') + $ArgumentList) -What $What
 }
 
 $script:DotNetChecked = $false
@@ -129,40 +143,45 @@ function Assert-StagedModule {
 }
 
 <#
-  Returns the module (PSModuleInfo from -ListAvailable) to use for a pinned dependency: the
-  newest importable one of the pinned major version, or, when there is none, the pinned
-  version installed for the current user.
+  Returns the module (PSModuleInfo) to use for a pinned dependency (build.depends.psd1):
+  - an importable one of the pinned major version, not older than the pinned version;
+  - else, with -FromNuGet, the pinned version restored from NuGet into .tools/packages
+    (build/Tools.proj; a module's NuGet package holds the module under tools/);
+  - else an error that says what is missing and the command that fixes it.
 #>
 function Resolve-Dependency {
     param(
         [Parameter(Mandatory)] [string] $Name,
-        [switch] $NoInstall,
+        [switch] $FromNuGet,
+        # What to run when the module is missing and cannot be fetched from NuGet.
         [string] $InstallHint
     )
     $pinned = [version] $Depends[$Name]
     $found = @(Get-Module -ListAvailable -Name $Name |
-            Where-Object { $_.Version.Major -eq $pinned.Major } |
+            Where-Object { $_.Version.Major -eq $pinned.Major -and $_.Version -ge $pinned } |
             Sort-Object -Property Version -Descending)
     if ($found.Count -gt 0) {
         Write-Host "Using $Name $($found[0].Version) ($($found[0].Path))"
         return $found[0]
     }
-
-    if ($NoInstall) {
-        throw "$Name $($pinned.Major).x is required and not installed. $InstallHint"
-    }
-    if (-not (Get-Command -Name Install-Module -ErrorAction SilentlyContinue)) {
-        throw "$Name $pinned is required and not installed, and Install-Module (PowerShellGet) is not available to install it. Install $Name $pinned by hand (for example from https://www.powershellgallery.com/packages/$Name/$pinned)."
+    if (-not $FromNuGet) {
+        throw "$Name $pinned (or a later $($pinned.Major).x) is required and not importable. $InstallHint"
     }
 
-    Write-Step "Installing $Name $pinned for the current user"
-    # -SkipPublisherCheck: Windows PowerShell ships an older, differently signed Pester.
-    Install-Module -Name $Name -RequiredVersion $pinned -Scope CurrentUser -Force -SkipPublisherCheck -AllowClobber
-    $installed = Get-Module -ListAvailable -Name $Name | Where-Object { $_.Version -eq $pinned } | Select-Object -First 1
-    if (-not $installed) {
-        throw "Install-Module reported success but $Name $pinned is not importable (check `$env:PSModulePath)."
+    # NuGet lowercases package folder names.
+    $manifest = Join-Path $RepoRoot ".tools/packages/$($Name.ToLowerInvariant())/$pinned/tools/$Name.psd1"
+    if (-not (Test-Path -LiteralPath $manifest -PathType Leaf)) {
+        Write-Step "Restoring $Name $pinned from NuGet into .tools/packages"
+        Assert-DotNet
+        Invoke-Native dotnet @('restore', (Join-Path $RepoRoot 'build/Tools.proj'), "-p:$($Name)Version=$pinned", '--nologo') `
+            -What "Restoring the NuGet package $Name $pinned (build/Tools.proj)"
+        if (-not (Test-Path -LiteralPath $manifest -PathType Leaf)) {
+            throw "The NuGet package $Name $pinned was restored but has no module at '$manifest'."
+        }
     }
-    $installed
+    $module = Get-Module -ListAvailable -Name $manifest
+    Write-Host "Using $Name $($module.Version) ($manifest)"
+    $module
 }
 
 # --- tasks -----------------------------------------------------------------------------------
@@ -226,19 +245,25 @@ function Invoke-Docs {
 function Invoke-Test {
     Write-Step "Test: xunit ($Configuration)"
     Assert-DotNet
-    Invoke-Native dotnet @('test', $Solution, '-c', $Configuration, '--nologo',
-        '--logger', 'trx', '--results-directory', $TestResultsDir)
+    if (Test-Path -LiteralPath $TestResultsDir) {
+        Remove-Item -LiteralPath $TestResultsDir -Recurse -Force
+    }
+    New-Item -ItemType Directory -Path $TestResultsDir -Force | Out-Null
+    # Both suites run even when the first fails, so one run reports every failure.
+    $failures = @()
+    try {
+        Invoke-Native dotnet @('test', $Solution, '-c', $Configuration, '--nologo',
+            '--logger', 'trx', '--results-directory', $TestResultsDir) -What 'The xunit suite (dotnet test)'
+    }
+    catch {
+        $failures += $_.Exception.Message
+    }
     # dotnet test built (and so staged) the module.
     $staged = Assert-StagedModule
 
     Write-Step 'Test: Pester'
     $testsDir = Join-Path $RepoRoot 'tests'
-    if (-not (Get-ChildItem -Path $testsDir -Filter *.Tests.ps1 -Recurse -File -ErrorAction SilentlyContinue)) {
-        Write-Host "No tests/*.Tests.ps1 found: Pester skipped." -ForegroundColor Yellow
-        return
-    }
-    $pester = Resolve-Dependency -Name Pester
-    New-Item -ItemType Directory -Path $TestResultsDir -Force | Out-Null
+    $pester = Resolve-Dependency -Name Pester -FromNuGet
 
     # A child process, so the staged DLL is never loaded (and locked) by this session and every
     # run starts clean. Paths travel in environment variables; the command has no double quotes,
@@ -249,10 +274,9 @@ function Invoke-Test {
         '$c = New-PesterConfiguration'
         '$c.Run.Path = $env:ASYNCGROUP_TESTS_PATH'
         '$c.Run.Exit = $true'
-        '$c.Run.Throw = $true'
-        '$c.Output.Verbosity = ''Detailed'''
+        '$c.Output.Verbosity = ''Normal'''
         '$c.TestResult.Enabled = $true'
-        '$c.TestResult.OutputFormat = ''NUnitXml'''
+        '$c.TestResult.OutputFormat = ''NUnit3'''
         '$c.TestResult.OutputPath = $env:ASYNCGROUP_PESTER_RESULT'
         'Invoke-Pester -Configuration $c'
     ) -join '; '
@@ -268,51 +292,32 @@ function Invoke-Test {
             $saved[$name] = [Environment]::GetEnvironmentVariable($name)
             [Environment]::SetEnvironmentVariable($name, $environment[$name])
         }
-        Invoke-Native (Get-PowerShellPath) @('-NoProfile', '-NonInteractive', '-Command', $command) -What 'Pester (tests/*.Tests.ps1 against the staged module)'
+        Invoke-ChildPowerShell @('-Command', $command) -What 'The Pester suite (tests/*.Tests.ps1 against the staged module)'
+    }
+    catch {
+        $failures += $_.Exception.Message
     }
     finally {
         foreach ($name in $saved.Keys) {
             [Environment]::SetEnvironmentVariable($name, $saved[$name])
         }
     }
-    Write-Host "Pester results: $($environment.ASYNCGROUP_PESTER_RESULT)" -ForegroundColor Green
+
+    Write-Step 'Test: results'
+    & (Join-Path $RepoRoot 'build/Get-TestSummary.ps1') -Path $TestResultsDir
+    if ($failures.Count -gt 0) {
+        throw ($failures -join ' ')
+    }
 }
 
 function Invoke-Package {
     Write-Step 'Package'
     $staged = Assert-StagedModule
-    $version = Get-ModuleVersion
     if (-not (Test-Path -LiteralPath (Join-Path $staged 'en-US/AsyncGroup.dll-Help.xml'))) {
-        Write-Warning 'The staged module has no en-US help: run ./build.ps1 -Task Build,Docs,Package to include it.'
+        Write-Warning 'The staged module has no en-US help (AsyncGroup.dll-Help.xml): the package will ship without it.'
     }
-
-    # Publish-Module runs the same check; doing it first gives the plain error.
-    Test-ModuleManifest -Path (Join-Path $staged 'AsyncGroup.psd1') | Out-Null
-
-    $powerShellGet = Resolve-Dependency -Name PowerShellGet -NoInstall -InstallHint (
-        "Run: Install-Module PowerShellGet -RequiredVersion $($Depends.PowerShellGet) -Scope CurrentUser -Force -AllowClobber, then start a new session.")
-    Import-Module -Name $powerShellGet.Path -Force
-
-    $repositoryName = 'AsyncGroupBuild-' + [guid]::NewGuid().ToString('N').Substring(0, 8)
-    $repositoryDir = Join-Path ([IO.Path]::GetTempPath()) $repositoryName
-    New-Item -ItemType Directory -Path $repositoryDir | Out-Null
-    try {
-        Register-PSRepository -Name $repositoryName -SourceLocation $repositoryDir -PublishLocation $repositoryDir -InstallationPolicy Trusted
-        # -Force bootstraps the NuGet client without prompting; a local folder needs no API key.
-        Publish-Module -Path $staged -Repository $repositoryName -Force
-        $nupkg = Join-Path $repositoryDir "AsyncGroup.$version.nupkg"
-        if (-not (Test-Path -LiteralPath $nupkg)) {
-            throw "Publish-Module wrote no '$nupkg'."
-        }
-        Copy-Item -LiteralPath $nupkg -Destination $OutDir -Force
-        Write-Host "Package: $(Join-Path $OutDir "AsyncGroup.$version.nupkg")" -ForegroundColor Green
-    }
-    finally {
-        if (Get-PSRepository -Name $repositoryName -ErrorAction SilentlyContinue) {
-            Unregister-PSRepository -Name $repositoryName
-        }
-        Remove-Item -LiteralPath $repositoryDir -Recurse -Force -ErrorAction SilentlyContinue
-    }
+    $package = & (Join-Path $RepoRoot 'build/New-ModulePackage.ps1') -ModulePath $staged -DestinationPath $OutDir
+    Write-Host "Package: $($package.FullName)" -ForegroundColor Green
 }
 
 function Invoke-Bench {
@@ -321,7 +326,7 @@ function Invoke-Bench {
     $saved = $env:ASYNCGROUP_MODULE_PATH
     try {
         $env:ASYNCGROUP_MODULE_PATH = $staged
-        Invoke-Native (Get-PowerShellPath) @('-NoProfile', '-NonInteractive', '-File', (Join-Path $RepoRoot 'bench/Invoke-CmdletBench.ps1')) -What 'The cmdlet benchmark'
+        Invoke-ChildPowerShell @('-File', (Join-Path $RepoRoot 'bench/Invoke-CmdletBench.ps1')) -What 'The cmdlet benchmark'
     }
     finally {
         $env:ASYNCGROUP_MODULE_PATH = $saved
