@@ -90,7 +90,9 @@ function Invoke-Native {
     $line = "$FilePath $($ArgumentList -join ' ')"
     if (-not $What) { $What = "'$line'" }
     Write-Host "> $line" -ForegroundColor DarkGray
-    & $FilePath @ArgumentList
+    # To the host, never into the caller's output: a function that runs a tool returns only
+    # what it means to return.
+    & $FilePath @ArgumentList | Out-Host
     if ($LASTEXITCODE -ne 0) {
         throw "$What failed (exit code $LASTEXITCODE)."
     }
