@@ -271,8 +271,9 @@ function Invoke-Test {
     # run starts clean. Paths travel in environment variables; the command has no double quotes,
     # which Windows PowerShell would mangle on a native command line.
     $command = @(
-        '$ErrorActionPreference = ''Stop'''
-        'Import-Module -Name $env:ASYNCGROUP_PESTER_PATH -Force'
+        # No global $ErrorActionPreference here: the tests run in this session's global scope
+        # and check how the module honours the caller's preference.
+        'Import-Module -Name $env:ASYNCGROUP_PESTER_PATH -Force -ErrorAction Stop'
         '$c = New-PesterConfiguration'
         '$c.Run.Path = $env:ASYNCGROUP_TESTS_PATH'
         '$c.Run.Exit = $true'
