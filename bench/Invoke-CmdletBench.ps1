@@ -17,10 +17,12 @@
     error).
 
 .EXAMPLE
-    pwsh -NoProfile -File bench/Invoke-CmdletBench.ps1
+    dotnet pwsh -NoProfile -File bench/Invoke-CmdletBench.ps1
+
+    With the pinned PowerShell (.NET tool); an installed pwsh works the same way.
 
 .EXAMPLE
-    pwsh -NoProfile -File bench/Invoke-CmdletBench.ps1 -Runs 5 -SkipSlow
+    dotnet pwsh -NoProfile -File bench/Invoke-CmdletBench.ps1 -Runs 5 -SkipSlow
 #>
 [CmdletBinding()]
 param(
@@ -50,7 +52,9 @@ if (-not (Test-Path -LiteralPath (Join-Path $ModulePath 'AsyncGroup.psd1'))) {
 $ModulePath = (Resolve-Path -LiteralPath $ModulePath).ProviderPath
 Import-Module -Name $ModulePath
 
-$PowerShellPath = (Get-Process -Id $PID).Path
+# Cold cases run in child processes of this same PowerShell (a .NET tool, native pwsh, or 5.1).
+. (Join-Path $PSScriptRoot '../build/PowerShellCommand.ps1')
+$ChildPowerShell = Get-PowerShellCommand
 $IsPwsh7 = $PSVersionTable.PSVersion.Major -ge 7
 $HasThreadJob = [bool] (Get-Command -Name Start-ThreadJob -ErrorAction Ignore)
 $Invariant = [Globalization.CultureInfo]::InvariantCulture
@@ -121,7 +125,8 @@ function Measure-Cold([int] $Count, [switch] $Parallel) {
     $imports = @()
     $calls = @()
     foreach ($run in 1..$Runs) {
-        $lines = @(& $PowerShellPath -NoProfile -NonInteractive -Command $command)
+        $childArguments = @($ChildPowerShell.Arguments) + @('-NoProfile', '-NonInteractive', '-Command', $command)
+        $lines = @(& $ChildPowerShell.FilePath @childArguments)
         if ($LASTEXITCODE -ne 0) {
             throw "the child process failed (exit code $LASTEXITCODE): $($lines -join ' ')"
         }
