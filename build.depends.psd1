@@ -9,8 +9,9 @@
     # Modules: an importable module of the same major version, not older than the pin, is used
     # as is. Otherwise Pester is restored from NuGet (package Pester, exactly this version) into
     # the ignored .tools/packages folder (build/Tools.proj), only for the task that needs it.
+    # platyPS is never installed by the build: -Task Docs says how to get it (Invoke-Docs).
     Pester        = '5.9.1'     # -Task Test
-    platyPS       = '0.14.2'    # -Task Docs
+    'Microsoft.PowerShell.PlatyPS' = '1.0.3'  # -Task Docs only
 
     # Minimum .NET SDK (the test project targets net10.0).
     DotNetSdk     = '10.0.100'

@@ -10,7 +10,8 @@
 
       Clean    remove out/, the projects' bin/ and obj/, TestResults/
       Build    dotnet build AsyncGroup.sln; check the staged module folder
-      Docs     platyPS: docs/help/*.md -> out/AsyncGroup/en-US (MAML + about_AsyncGroup.help.txt)
+      Docs     docs/help/*.md -> src/Cmdlets/en-US (committed: MAML through platyPS 1.x, and
+               about_AsyncGroup.help.txt through build/ConvertTo-AboutHelp.ps1); Build stages them
       Test     dotnet test AsyncGroup.sln (xunit), then Pester (tests/*.Tests.ps1) against the
                staged module in a child process; results in TestResults/, and one closing line
                'N passed, N failed, N skipped' for both suites
@@ -215,33 +216,60 @@ function Invoke-Build {
 
 function Invoke-Docs {
     Write-Step 'Docs'
+    # docs/help is the source. The generated help is committed in src/Cmdlets/en-US, which MSBuild
+    # stages into out/AsyncGroup/en-US, so that a build ships help without platyPS.
     $helpSource = Join-Path $RepoRoot 'docs/help'
-    if (-not (Get-ChildItem -Path $helpSource -Filter *.md -ErrorAction SilentlyContinue)) {
-        throw "No platyPS markdown in '$helpSource': nothing to turn into help."
-    }
-    $staged = Assert-StagedModule
-    $platyPS = Resolve-Dependency -Name platyPS
-    Import-Module -Name $platyPS.Path -Force
-
-    # One call converts every cmdlet page (grouped by their 'external help file' metadata,
-    # AsyncGroup.dll-Help.xml) and every about_*.md into about_*.help.txt.
-    $helpOut = Join-Path $staged 'en-US'
-    New-ExternalHelp -Path $helpSource -OutputPath $helpOut -Force | Out-Null
-
+    $helpOut = Join-Path $RepoRoot 'src/Cmdlets/en-US'
     $about = Join-Path $helpSource 'about_AsyncGroup.md'
-    $aboutOut = Join-Path $helpOut 'about_AsyncGroup.help.txt'
-    if ((Test-Path -LiteralPath $about) -and -not (Test-Path -LiteralPath $aboutOut)) {
-        New-ExternalHelp -Path $about -OutputPath $helpOut -Force | Out-Null
+    if (-not (Test-Path -LiteralPath $about -PathType Leaf)) {
+        throw "'$about' is missing: it is the source of about_AsyncGroup.help.txt."
     }
 
-    $maml = Join-Path $helpOut 'AsyncGroup.dll-Help.xml'
-    if (-not (Test-Path -LiteralPath $maml)) {
-        throw "platyPS wrote no '$maml': each docs/help/<Verb-Noun>.md needs 'external help file: AsyncGroup.dll-Help.xml' in its metadata."
+    # The about topic needs nothing but PowerShell.
+    $written = @(& (Join-Path $RepoRoot 'build/ConvertTo-AboutHelp.ps1') -Path $about -OutputPath $helpOut)
+
+    # The cmdlet help needs platyPS 1.x (module Microsoft.PowerShell.PlatyPS, not platyPS 0.x).
+    $platyName = 'Microsoft.PowerShell.PlatyPS'
+    $pinned = [version] $Depends[$platyName]
+    $platyPS = Get-Module -ListAvailable -Name $platyName |
+        Where-Object { $_.Version.Major -eq $pinned.Major } |
+        Sort-Object -Property Version -Descending |
+        Select-Object -First 1
+    if (-not $platyPS) {
+        # The steps go to the host line by line: an error message would be re-wrapped into one block.
+        $sep = [IO.Path]::PathSeparator
+        @(
+            "$platyName $($pinned.Major).x is needed to regenerate src/Cmdlets/en-US/AsyncGroup.dll-Help.xml (the build itself ships the committed file)."
+            'Make it importable, then run ./build.ps1 -Task Docs again. Either:'
+            "  a) from the PowerShell Gallery:  Install-PSResource -Name $platyName -Version $pinned -Scope CurrentUser"
+            "     (Windows PowerShell 5.1:       Install-Module -Name $platyName -RequiredVersion $pinned -Scope CurrentUser)"
+            '  b) or build it from its public source, outside this repository (needs git and the .NET SDK):'
+            "       git clone --branch v$pinned https://github.com/PowerShell/platyPS ../platyPS"
+            '       Remove-Item ../platyPS/nuget.config        # it names a private feed'
+            '       # if your NuGet source lacks its Markdig.Signed or YamlDotNet version, set them to 0.44.0 and 15.3.0'
+            '       # in ../platyPS/src/Microsoft.PowerShell.PlatyPS.csproj'
+            '       ../platyPS/build.ps1 -Configuration Release -OutputDir ../platyPS/out'
+            "       `$env:PSModulePath = (Resolve-Path ../platyPS/out).ProviderPath + '$sep' + `$env:PSModulePath"
+        ) | ForEach-Object { Write-Host $_ -ForegroundColor Yellow }
+        throw "$platyName $pinned is not importable (no $platyName $($pinned.Major).x in `$env:PSModulePath), so the cmdlet help was not regenerated; $($written[0].Name) was. Install or build it as shown above, then run ./build.ps1 -Task Docs again."
     }
-    if (-not (Test-Path -LiteralPath $aboutOut)) {
-        throw "platyPS wrote no '$aboutOut' (is docs/help/about_AsyncGroup.md missing?)."
+    if ($platyPS.Version -ne $pinned) {
+        Write-Warning "Using $platyName $($platyPS.Version); build.depends.psd1 pins $pinned. Check the generated MAML before committing it."
     }
-    Get-ChildItem -LiteralPath $helpOut | ForEach-Object { Write-Host "Help: $($_.FullName)" -ForegroundColor Green }
+    Write-Host "Using $platyName $($platyPS.Version) ($($platyPS.Path))"
+    Import-Module -Name $platyPS.Path -Force
+    $written += & (Join-Path $RepoRoot 'build/Export-CommandHelp.ps1') -Path $helpSource -OutputPath $helpOut
+
+    # Refresh an already staged module too (the next build would otherwise be needed).
+    if (Test-Path -LiteralPath (Join-Path $ModuleDir 'AsyncGroup.psd1') -PathType Leaf) {
+        $stagedHelp = Join-Path $ModuleDir 'en-US'
+        New-Item -ItemType Directory -Path $stagedHelp -Force | Out-Null
+        $written | Copy-Item -Destination $stagedHelp -Force
+    }
+    foreach ($file in $written) {
+        Write-Host "Help: $($file.FullName)" -ForegroundColor Green
+    }
+    Write-Host 'Commit src/Cmdlets/en-US together with the docs/help change (an xunit test fails while they differ).'
 }
 
 function Invoke-Test {
@@ -316,9 +344,6 @@ function Invoke-Test {
 function Invoke-Package {
     Write-Step 'Package'
     $staged = Assert-StagedModule
-    if (-not (Test-Path -LiteralPath (Join-Path $staged 'en-US/AsyncGroup.dll-Help.xml'))) {
-        Write-Warning 'The staged module has no en-US help (AsyncGroup.dll-Help.xml): the package will ship without it.'
-    }
     $package = & (Join-Path $RepoRoot 'build/New-ModulePackage.ps1') -ModulePath $staged -DestinationPath $OutDir
     Write-Host "Package: $($package.FullName)" -ForegroundColor Green
 }
