@@ -12,7 +12,8 @@ namespace AsyncGroup.Core;
 /// <remarks>
 /// Guarantees: items are taken first-in first-out (a requeued item goes first); <see cref="Take"/>
 /// returns null only once the queue is completed, empty, and every registered item has been queued
-/// or unregistered; the start decisions never exceed <c>maxWorkers</c> live workers and never start
+/// or unregistered — and then every waiting worker returns, whichever call drained the queue;
+/// the start decisions never exceed <c>maxWorkers</c> live workers and never start
 /// a worker while an idle one is already waiting.
 /// </remarks>
 public sealed class WorkQueue<T>
@@ -111,7 +112,19 @@ public sealed class WorkQueue<T>
         {
             _unqueued--;
             _items.AddLast(item);
-            Monitor.Pulse(_gate);
+
+            // One waiter takes the item. When it is the last item the queue expects (completed,
+            // nothing else registered), every other waiter must wake too and leave: a single Pulse
+            // left them waiting for ever on a queue that was already drained.
+            if (_completed && _unqueued == 0)
+            {
+                Monitor.PulseAll(_gate);
+            }
+            else
+            {
+                Monitor.Pulse(_gate);
+            }
+
             return NeedWorkerLocked();
         }
     }

@@ -120,6 +120,81 @@ public class WorkQueueTests
         Assert.Equal(0, queue.Count);
     }
 
+    [Fact]
+    public async Task The_last_expected_item_releases_every_other_waiting_worker()
+    {
+        // The item that ends the queue (completed, nothing else registered) goes to one waiter;
+        // every other waiter must learn at once that nothing more can come.
+        var queue = new WorkQueue<string>(8);
+        queue.Register();
+        queue.Complete();
+        Task<string?>[] takers = Enumerable.Range(0, 4).Select(_ => Task.Run(() => queue.Take())).ToArray();
+        await WaitUntil(() => queue.Waiting == 4);
+        queue.Enqueue("last");
+        string?[] taken = await Task.WhenAll(takers).Bounded();
+        Assert.Equal(new[] { "last" }, taken.Where(t => t is not null));
+        Assert.Equal(3, taken.Count(t => t is null));
+    }
+
+    [Fact]
+    public async Task Many_producers_and_consumers_take_every_item_once_and_every_consumer_leaves()
+    {
+        // Stress: producers register, enqueue or unregister concurrently while consumers take;
+        // rounds repeat the race. Every item is taken exactly once and no consumer is left waiting
+        // on a queue that is completed and empty.
+        for (int round = 0; round < 200; round++)
+        {
+            var queue = new WorkQueue<string>(int.MaxValue);
+            const int producers = 4, perProducer = 25;
+            for (int i = 0; i < producers * perProducer; i++)
+            {
+                queue.Register();
+            }
+
+            var taken = new System.Collections.Concurrent.ConcurrentBag<string>();
+            Task[] consumers = Enumerable.Range(0, 6).Select(_ => Task.Factory.StartNew(() =>
+            {
+                while (queue.Take() is { } item)
+                {
+                    taken.Add(item);
+                }
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
+
+            int unregistered = 0;
+            Task[] feeders = Enumerable.Range(0, producers).Select(p => Task.Factory.StartNew(() =>
+            {
+                for (int i = 0; i < perProducer; i++)
+                {
+                    if ((i + round) % 7 == 0)
+                    {
+                        Interlocked.Increment(ref unregistered);
+                        queue.Unregister(); // cancelled before it was queued
+                    }
+                    else
+                    {
+                        queue.Enqueue($"{p}:{i}");
+                    }
+                }
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
+
+            if (round % 2 == 0)
+            {
+                queue.Complete(); // completed while items are still arriving
+            }
+
+            await Task.WhenAll(feeders).Bounded();
+            if (round % 2 == 1)
+            {
+                queue.Complete(); // completed after the last item
+            }
+
+            await Task.WhenAll(consumers).Bounded();
+            Assert.Equal(producers * perProducer - unregistered, taken.Count);
+            Assert.Equal(taken.Count, taken.Distinct().Count());
+            Assert.False(queue.HasWork);
+        }
+    }
+
     private static async Task WaitUntil(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow + TestAsync.Deadline;
