@@ -10,6 +10,12 @@ namespace AsyncGroup.Core;
 /// waits for it up to <c>returnWait</c> rather than creating a new one; items idle longer than a
 /// limit are handed back by <see cref="Trim"/>.
 /// </summary>
+/// <remarks>
+/// The pool never holds more items than were needed at once: when a renter gives up waiting for an
+/// item on its way back and creates a replacement, the late item is refused on its return (the
+/// caller disposes it) unless another renter is waiting for it. So a stopped worker that comes
+/// back slowly is replaced, not added to.
+/// </remarks>
 public sealed class WarmPool<T>
     where T : class
 {
@@ -18,6 +24,8 @@ public sealed class WarmPool<T>
     private readonly TimeSpan _returnWait;
     private readonly Func<DateTime> _clock;
     private int _returning;
+    private int _replaced;
+    private int _renters;
     private bool _closed;
 
     /// <summary>Creates a pool; <paramref name="clock"/> is for tests (UTC now by default).</summary>
@@ -48,16 +56,36 @@ public sealed class WarmPool<T>
         lock (_gate)
         {
             DateTime deadline = _clock() + _returnWait;
-            while (_idle.Count == 0 && _returning > 0 && !_closed)
+            _renters++;
+            try
             {
-                TimeSpan left = deadline - _clock();
-                if (left <= TimeSpan.Zero || !Monitor.Wait(_gate, left))
+                while (_idle.Count == 0 && _returning > 0 && !_closed)
                 {
-                    break;
+                    TimeSpan left = deadline - _clock();
+                    if (left <= TimeSpan.Zero || !Monitor.Wait(_gate, left))
+                    {
+                        break;
+                    }
                 }
             }
+            finally
+            {
+                _renters--;
+            }
 
-            return _idle.Count > 0 ? _idle.Pop().Item : null;
+            if (_idle.Count > 0)
+            {
+                return _idle.Pop().Item;
+            }
+
+            if (_returning > 0 && !_closed)
+            {
+                // The caller creates a replacement for an item still on its way back: that item
+                // is surplus when it arrives.
+                _replaced = Math.Min(_replaced + 1, _returning);
+            }
+
+            return null;
         }
     }
 
@@ -71,8 +99,10 @@ public sealed class WarmPool<T>
     }
 
     /// <summary>
-    /// Ends a <see cref="Returning"/> announcement: the item comes back to the pool (true) or, when
-    /// <paramref name="item"/> is null or the pool is closed, does not (false: the caller disposes it).
+    /// Ends a <see cref="Returning"/> announcement: the item comes back to the pool (true) or does
+    /// not (false: the caller disposes it) — when <paramref name="item"/> is null (it is not coming
+    /// back after all), the pool is closed, or a replacement was created while it was on its way
+    /// and no renter is waiting for it now.
     /// </summary>
     public bool Return(T? item)
     {
@@ -80,12 +110,21 @@ public sealed class WarmPool<T>
         {
             _returning = Math.Max(0, _returning - 1);
             Monitor.PulseAll(_gate);
-            if (item is null || _closed)
+            bool refuse = item is null || _closed;
+            if (!refuse && _replaced > 0 && _renters == 0)
+            {
+                _replaced--;
+                refuse = true;
+            }
+
+            // A debt never outlives the announcements it was taken against.
+            _replaced = Math.Min(_replaced, _returning);
+            if (refuse)
             {
                 return false;
             }
 
-            _idle.Push((item, _clock()));
+            _idle.Push((item!, _clock()));
             return true;
         }
     }

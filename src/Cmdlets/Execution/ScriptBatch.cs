@@ -15,6 +15,9 @@ namespace AsyncGroup.Execution;
 internal sealed class ScriptBatch
 {
     private readonly WorkQueue<AsyncTask> _queue;
+    private readonly object _startGate = new();
+    private int _starting;  // workers asked for whose runspace is still being rented or opened
+    private int _announced; // of those, how many the pool was told are coming straight back
 
     public ScriptBatch(ScriptPlan plan, int maxWorkers)
     {
@@ -34,7 +37,11 @@ internal sealed class ScriptBatch
     public void Register() => _queue.Register();
 
     /// <summary>A registered task ended without ever being queued (cancelled while pending).</summary>
-    public void Unregister() => _queue.Unregister();
+    public void Unregister()
+    {
+        _queue.Unregister();
+        AnnounceIfDrained();
+    }
 
     /// <summary>Queues a task whose Core work just started; it is cancelled through <paramref name="cancellationToken"/>.</summary>
     public void Enqueue(AsyncTask task, CancellationToken cancellationToken)
@@ -48,7 +55,11 @@ internal sealed class ScriptBatch
     }
 
     /// <summary>No more tasks will come: idle workers finish once the queue is drained.</summary>
-    public void Complete() => _queue.Complete();
+    public void Complete()
+    {
+        _queue.Complete();
+        AnnounceIfDrained();
+    }
 
     /// <summary>Blocks a worker until a task is queued; null when the batch is drained.</summary>
     internal AsyncTask? Take() => _queue.Take();
@@ -85,14 +96,73 @@ internal sealed class ScriptBatch
         }
     }
 
+    /// <summary>
+    /// Once nothing is left to run, a worker still being opened for this batch will go straight back
+    /// to the pool: the pool is told now, so a call renting meanwhile waits for it (or replaces it)
+    /// instead of adding a runspace beside it.
+    /// </summary>
+    private void AnnounceIfDrained()
+    {
+        if (_queue.HasWork)
+        {
+            return;
+        }
+
+        int announce;
+        lock (_startGate)
+        {
+            announce = _starting - _announced;
+            _announced = _starting;
+        }
+
+        for (int i = 0; i < announce; i++)
+        {
+            Pool.Returning();
+        }
+    }
+
+    /// <summary>A worker asked for is rented (or failed to be): was it announced as coming back?</summary>
+    private bool WorkerArrived()
+    {
+        lock (_startGate)
+        {
+            _starting--;
+            if (_announced > 0)
+            {
+                _announced--;
+                return true;
+            }
+
+            return false;
+        }
+    }
+
     private void StartWorker()
     {
+        lock (_startGate)
+        {
+            _starting++;
+        }
+
         // Opening a runspace blocks for tens of milliseconds: never on the caller's thread, and not
         // on the thread pool either — twenty blocked pool threads starve it (it grows by about one
         // thread a second), which made a cold fan-out several times slower. A long-running task
         // gets a thread of its own.
         _ = Task.Factory.StartNew(() =>
         {
+            if (!_queue.HasWork)
+            {
+                // Every task ended before a worker was needed (a timeout while the call started):
+                // open no runspace for nothing.
+                if (WorkerArrived())
+                {
+                    Pool.NotReturning();
+                }
+
+                _queue.WorkerFailedToStart();
+                return;
+            }
+
             Worker worker;
             try
             {
@@ -100,12 +170,17 @@ internal sealed class ScriptBatch
             }
             catch (Exception ex)
             {
+                if (WorkerArrived())
+                {
+                    Pool.NotReturning();
+                }
+
                 FailQueued(ex);
                 _queue.WorkerFailedToStart();
                 return;
             }
 
-            worker.Start(this);
+            worker.Start(this, announcedReturning: WorkerArrived());
         }, CancellationToken.None, TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
     }
 
@@ -115,6 +190,7 @@ internal sealed class ScriptBatch
         if (_queue.TryRemove(task))
         {
             task.SetCancelled(task.CancellationToken);
+            AnnounceIfDrained();
             return;
         }
 

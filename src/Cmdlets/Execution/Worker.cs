@@ -6,6 +6,7 @@ using System.Management.Automation;
 using System.Management.Automation.Runspaces;
 using System.Threading;
 using System.Threading.Tasks;
+using AsyncGroup.Core;
 
 namespace AsyncGroup.Execution;
 
@@ -17,6 +18,9 @@ namespace AsyncGroup.Execution;
 /// runspace reset. Every output and stream record is attributed to the task being run.
 /// </summary>
 /// <remarks>
+/// The driver runs synchronously on a background thread the worker owns (the runspace uses
+/// <see cref="PSThreadOptions.UseCurrentThread"/>): an idle or stuck worker never keeps the process
+/// alive, so a script that used the module ends with its last line.
 /// Cancelling the running task stops the driver; it restarts if its batch has more work, and a
 /// worker whose driver was stopped is reset before reuse. A driver that does not stop within
 /// <see cref="StopGracePeriod"/> is abandoned: its task is reported Cancelled, and its runspace is
@@ -26,6 +30,12 @@ internal sealed class Worker
 {
     /// <summary>How long a cancelled task may take to stop before its runspace is abandoned.</summary>
     internal static readonly TimeSpan StopGracePeriod = TimeSpan.FromSeconds(1);
+
+    // PowerShell's own pipeline threads get 10 MB (deep recursion in scripts must behave the same).
+    private const int DriverStackSize = 10_000_000;
+
+    [ThreadStatic]
+    private static Worker? t_driverOf;
 
     // Runs in the worker runspace. Each batch runs inside '& { }': a new scope per call. The
     // initialization script is dot-sourced into that scope so its definitions reach every task;
@@ -60,12 +70,20 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     private bool _stopping;
     private bool _abandoned;
     private bool _closing;
-    private bool _returningSignalled;
+    private int _returningSignalled;
+    private int _disposed;
+    private ConcurrencyLimiter? _nestedLimiter;
 
     internal Worker(WorkerPool pool, Runspace runspace)
     {
         _pool = pool;
         Runspace = runspace;
+
+        // When PowerShell closes the runspace itself — the process's primary runspace closes every
+        // other open one when the process exits — the idle driver must leave at once: it waits in
+        // NextBatch, where a pipeline stop cannot reach it, and the close would wait for it (until the
+        // idle trim, about 75 s later).
+        runspace.StateChanged += OnRunspaceStateChanged;
     }
 
     internal Runspace Runspace { get; }
@@ -84,9 +102,38 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
 
     internal AsyncTask? Current => _current;
 
-    /// <summary>Hands <paramref name="batch"/> to the driver, starting the driver if it is not running.</summary>
-    internal void Start(ScriptBatch batch)
+    /// <summary>The worker whose driver runs on this thread (tasks run there), or null.</summary>
+    internal static Worker? OnThisThread => t_driverOf;
+
+    /// <summary>
+    /// The bound for tasks this worker's tasks start without a throttle: a limiter of its own, so a
+    /// task that waits for tasks it started never waits for a slot its own level holds.
+    /// </summary>
+    internal ConcurrencyLimiter NestedLimiter(int limit)
     {
+        lock (_gate)
+        {
+            if (_nestedLimiter is null || _nestedLimiter.MaxConcurrency != limit)
+            {
+                _nestedLimiter = new ConcurrencyLimiter(limit);
+            }
+
+            return _nestedLimiter;
+        }
+    }
+
+    /// <summary>
+    /// Hands <paramref name="batch"/> to the driver, starting the driver if it is not running.
+    /// <paramref name="announcedReturning"/>: the pool was already told this worker is coming back
+    /// (its batch was drained while it was being opened).
+    /// </summary>
+    internal void Start(ScriptBatch batch, bool announcedReturning = false)
+    {
+        if (announcedReturning)
+        {
+            Interlocked.Exchange(ref _returningSignalled, 1);
+        }
+
         bool startDriver;
         lock (_gate)
         {
@@ -122,6 +169,14 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             ps = _ps;
         }
 
+        // A stopped worker whose batch has nothing left comes back to the pool: say so now, so that
+        // a call renting meanwhile waits for it (or, if it takes too long, replaces it) instead of
+        // adding a runspace beside it.
+        if (!task.Batch.HasWork)
+        {
+            SignalReturning();
+        }
+
         try
         {
             ps?.BeginStop(null, null);
@@ -148,6 +203,18 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         if (!hot)
         {
             DisposeRunspace();
+        }
+    }
+
+    private void OnRunspaceStateChanged(object? sender, RunspaceStateEventArgs e)
+    {
+        if (e.RunspaceStateInfo.State is RunspaceState.Closing or RunspaceState.Closed or RunspaceState.Broken)
+        {
+            lock (_gate)
+            {
+                _closing = true;
+                Monitor.PulseAll(_gate);
+            }
         }
     }
 
@@ -282,7 +349,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         if (!stopping)
         {
             SignalReturning();
-            _returningSignalled = false;
+            Interlocked.Exchange(ref _returningSignalled, 0);
             _pool.Return(this, reset: false);
         }
     }
@@ -294,6 +361,11 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
 
     internal void DisposeRunspace()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         WorkerPool.Forget(this);
         try
         {
@@ -434,6 +506,13 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             if (finished is not null)
             {
                 finished.RunningOn = null;
+                if (!stop && !batch.HasWork)
+                {
+                    // Nothing more can come: tell renters this worker is on its way back before the
+                    // completion lets the caller (or a throttled task waiting for this slot) go on.
+                    SignalReturning();
+                }
+
                 finished.SetCompleted(); // outside the lock: Core's continuation runs inline
             }
 
@@ -499,12 +578,21 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         current.SetFailed(record);
     }
 
+    /// <summary>Tells the pool, once, that this worker is on its way back (called from any thread).</summary>
     private void SignalReturning()
     {
-        if (!_returningSignalled)
+        if (Interlocked.Exchange(ref _returningSignalled, 1) == 0)
         {
-            _returningSignalled = true;
             _pool.Returning();
+        }
+    }
+
+    /// <summary>The worker will not come back after all (it keeps serving its batch, or it is abandoned or closed).</summary>
+    private void WithdrawReturning()
+    {
+        if (Interlocked.Exchange(ref _returningSignalled, 0) == 1)
+        {
+            _pool.NotReturning();
         }
     }
 
@@ -514,18 +602,42 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         ps.AddScript(DriverScript, useLocalScope: true).AddArgument(new WorkerDriverContext(this));
         HookStreams(ps);
 
-        // Task output is returned by InvokeWithContext; anything else the driver writes (say, an
-        // initialization script's output) belongs to no task and is dropped.
-        var output = new PSDataCollection<PSObject>();
-        output.DataAdded += (s, e) => ((PSDataCollection<PSObject>)s!).ReadAll();
+        // A background thread of our own runs the driver synchronously: the runspace uses
+        // UseCurrentThread, so no foreground pipeline thread of PowerShell's is ever created.
+        var thread = new Thread(() => RunDriver(ps), DriverStackSize)
+        {
+            IsBackground = true,
+            Name = Runspace.Name,
+        };
         try
         {
-            ps.BeginInvoke<PSObject, PSObject>(null, output, null, OnDriverEnded, ps);
+            thread.Start();
         }
         catch (Exception ex)
         {
             DriverEnded(ps, ex);
         }
+    }
+
+    private void RunDriver(PowerShell ps)
+    {
+        t_driverOf = this;
+
+        // Task output is returned by InvokeWithContext; anything else the driver writes (say, an
+        // initialization script's output) belongs to no task and is dropped.
+        var output = new PSDataCollection<PSObject>();
+        output.DataAdded += (s, e) => ((PSDataCollection<PSObject>)s!).ReadAll();
+        Exception? error = null;
+        try
+        {
+            ps.Invoke<PSObject, PSObject>(null, output, null);
+        }
+        catch (Exception ex)
+        {
+            error = ex;
+        }
+
+        DriverEnded(ps, error);
     }
 
     private void HookStreams(PowerShell ps)
@@ -554,22 +666,6 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
                 _current?.Post(new StreamMessage(kind, record, _current));
             }
         };
-    }
-
-    private void OnDriverEnded(IAsyncResult result)
-    {
-        var ps = (PowerShell)result.AsyncState!;
-        Exception? error = null;
-        try
-        {
-            ps.EndInvoke(result);
-        }
-        catch (Exception ex)
-        {
-            error = ex;
-        }
-
-        DriverEnded(ps, error);
     }
 
     private void DriverEnded(PowerShell ps, Exception? error)
@@ -617,6 +713,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         ps.Dispose();
         if (abandoned || closing)
         {
+            WithdrawReturning();
             DisposeRunspace();
             return;
         }
@@ -624,13 +721,14 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         if (batch is not null && current is not null && batch.HasWork)
         {
             // Stopped for one task's cancellation: keep serving the batch.
+            WithdrawReturning();
             Start(batch);
             return;
         }
 
         batch?.WorkerLeft();
         SignalReturning();
-        _returningSignalled = false;
+        Interlocked.Exchange(ref _returningSignalled, 0);
         _pool.Return(this, reset: true);
     }
 
@@ -655,6 +753,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             $"Task '{task.Name}' did not stop within {StopGracePeriod.TotalSeconds:0.#} s of being cancelled (it may be blocked in a .NET call); its runspace was abandoned and will be disposed when the call returns.",
             task));
         task.SetCancelled(task.CancellationToken);
+        WithdrawReturning(); // never reused: a call renting now must not wait for it
         batch?.WorkerLeft();
     }
 }

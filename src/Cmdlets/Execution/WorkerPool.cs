@@ -26,6 +26,7 @@ internal sealed class WorkerPool
     private static readonly Timer s_trimTimer = new(_ => TrimAll(), null, TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(15));
     private static readonly ConcurrentDictionary<Worker, byte> s_busy = new();
     private static int s_created;
+    private static int s_live;
 
     private readonly WarmPool<Worker> _warm = new(ReturnWait);
     private readonly string[] _modules;
@@ -34,6 +35,9 @@ internal sealed class WorkerPool
 
     /// <summary>How many worker runspaces this process has created (for tests and benchmarks).</summary>
     internal static int CreatedCount => Volatile.Read(ref s_created);
+
+    /// <summary>Worker runspaces created and not yet disposed: busy, idle, or stopping.</summary>
+    internal static int LiveCount => Volatile.Read(ref s_live);
 
     internal static WorkerPool For(IReadOnlyList<string> modules)
     {
@@ -73,11 +77,18 @@ internal sealed class WorkerPool
     /// <summary>Idle workers across all pools.</summary>
     internal static int IdleCount => s_pools.Values.Sum(p => p._warm.IdleCount);
 
-    /// <summary>A worker is gone for good (disposed).</summary>
-    internal static void Forget(Worker worker) => s_busy.TryRemove(worker, out _);
+    /// <summary>A worker is gone for good (disposed; called once per worker).</summary>
+    internal static void Forget(Worker worker)
+    {
+        s_busy.TryRemove(worker, out _);
+        Interlocked.Decrement(ref s_live);
+    }
 
     /// <summary>A worker's batch is drained and it will be returned shortly.</summary>
     internal void Returning() => _warm.Returning();
+
+    /// <summary>A worker that said it was returning will not come back after all.</summary>
+    internal void NotReturning() => _warm.Return(null);
 
     /// <summary>
     /// Takes a worker back. A worker whose driver ended (stopped or failed) is reset first; one
@@ -125,7 +136,10 @@ internal sealed class WorkerPool
             iss.ImportPSModule(_modules);
         }
 
-        iss.ThreadOptions = PSThreadOptions.ReuseThread;
+        // The worker runs its driver on a background thread of its own. ReuseThread would give the
+        // runspace a foreground "Pipeline Execution Thread" that the idle driver occupies, which kept
+        // every process that used the module alive until the idle trim (about 75 s).
+        iss.ThreadOptions = PSThreadOptions.UseCurrentThread;
         Runspace runspace = RunspaceFactory.CreateRunspace(iss);
         int n = Interlocked.Increment(ref s_created);
         runspace.Name = "AsyncGroup-Worker-" + n;
@@ -139,6 +153,7 @@ internal sealed class WorkerPool
             throw;
         }
 
+        Interlocked.Increment(ref s_live);
         return new Worker(this, runspace);
     }
 }

@@ -55,6 +55,42 @@ public class WarmPoolTests
     }
 
     [Fact]
+    public void A_late_item_is_refused_once_a_replacement_was_created_for_it()
+    {
+        // A stopped worker comes back slowly; the renter gave up waiting and created another:
+        // the late one is surplus (the caller disposes it), so the pool does not grow.
+        var pool = new WarmPool<string>(TimeSpan.FromMilliseconds(1));
+        pool.Returning();
+        Assert.Null(pool.TryRent());
+        Assert.False(pool.Return("late"));
+        Assert.Equal(0, pool.IdleCount);
+
+        pool.Returning();
+        Assert.True(pool.Return("next"), "The debt was paid: the next return is kept.");
+        Assert.Equal(1, pool.IdleCount);
+    }
+
+    [Fact]
+    public void An_item_that_never_comes_back_cancels_the_debt_taken_against_it()
+    {
+        var pool = new WarmPool<string>(TimeSpan.FromMilliseconds(1));
+        pool.Returning();
+        Assert.Null(pool.TryRent()); // a replacement is created for it
+        Assert.False(pool.Return(null)); // it is not coming back after all: the replacement was needed
+        pool.Returning();
+        Assert.True(pool.Return("later"));
+    }
+
+    [Fact]
+    public void Renting_with_nothing_on_its_way_back_takes_no_debt()
+    {
+        var pool = new WarmPool<string>(TimeSpan.FromMilliseconds(1));
+        Assert.Null(pool.TryRent()); // real demand: a new item is created
+        pool.Returning();
+        Assert.True(pool.Return("kept"));
+    }
+
+    [Fact]
     public void Trim_hands_back_only_items_idle_for_too_long()
     {
         DateTime now = new(2026, 11, 21, 12, 0, 0, DateTimeKind.Utc);
