@@ -3,9 +3,10 @@ using AsyncGroup.Execution;
 namespace AsyncGroup;
 
 /// <summary>
-/// What the process-wide pool of worker runspaces is doing, for diagnostics and tests:
-/// <c>[AsyncGroup.WorkerPoolStatus]::BusyWorkers</c>. An idle worker keeps a waiting driver
-/// pipeline, so Get-Runspace shows it as Busy; this tells which ones really serve a call.
+/// The process-wide pool of worker runspaces: what it is doing, for diagnostics and tests
+/// (<c>[AsyncGroup.WorkerPoolStatus]::BusyWorkers</c>), and the one setting it has,
+/// <see cref="DefaultThrottleLimit"/>. An idle worker keeps a waiting driver pipeline, so
+/// Get-Runspace shows it as Busy; this tells which ones really serve a call.
 /// </summary>
 public static class WorkerPoolStatus
 {
@@ -17,4 +18,19 @@ public static class WorkerPoolStatus
 
     /// <summary>How many worker runspaces this process has created so far.</summary>
     public static int CreatedWorkers => WorkerPool.CreatedCount;
+
+    /// <summary>Worker runspaces open right now (busy, idle or being stopped).</summary>
+    public static int LiveWorkers => WorkerPool.LiveCount;
+
+    /// <summary>
+    /// How many tasks started without a throttle (Start-AsyncTask without -ThrottleLimit, and the
+    /// children of a Start-TaskGroup without one) run at once, process-wide; the rest wait, first
+    /// in, first out. Default 5; at least 1. Tasks started inside a task get a bound of this size
+    /// of their own. A new value applies to tasks started afterwards.
+    /// </summary>
+    public static int DefaultThrottleLimit
+    {
+        get => DefaultThrottle.Limit;
+        set => DefaultThrottle.Limit = value;
+    }
 }

@@ -41,7 +41,7 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
     [ValidateRange(0.0, 2147483.0)]
     public double Timeout { get; set; }
 
-    /// <summary>How many of the tasks this call starts may run at once (default: no limit). Inside Start-TaskGroup the group's limit applies.</summary>
+    /// <summary>How many of the tasks this call starts may run at once (default: the process-wide [AsyncGroup.WorkerPoolStatus]::DefaultThrottleLimit, shared by every call that gives none). Inside Start-TaskGroup the group's limit applies.</summary>
     [Parameter]
     [ValidateRange(1, int.MaxValue)]
     public int ThrottleLimit { get; set; }
@@ -51,11 +51,15 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
     {
         _scope = GroupScope.Current;
         bool throttled = MyInvocation.BoundParameters.ContainsKey(nameof(ThrottleLimit));
-        _batch = CreateBatch(ScriptBlock, throttled ? ThrottleLimit : int.MaxValue);
-        if (throttled && _scope is null)
+        if (_scope is null)
         {
-            _limiter = new ConcurrencyLimiter(ThrottleLimit);
+            // Without -ThrottleLimit, the process-wide default bound: tasks beyond it wait in order.
+            _limiter = throttled ? new ConcurrencyLimiter(ThrottleLimit) : DefaultThrottle.Current;
         }
+
+        // The batch never needs more workers than tasks can run at once.
+        int maxWorkers = _limiter?.MaxConcurrency ?? (throttled ? ThrottleLimit : _scope!.Owner.ChildLimiter.MaxConcurrency);
+        _batch = CreateBatch(ScriptBlock, maxWorkers);
     }
 
     /// <inheritdoc />

@@ -34,10 +34,13 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
     [ValidateRange(0.0, 2147483.0)]
     public double Timeout { get; set; }
 
-    /// <summary>How many children may run at once (default: no limit).</summary>
+    /// <summary>How many children may run at once (default: the process-wide [AsyncGroup.WorkerPoolStatus]::DefaultThrottleLimit).</summary>
     [Parameter]
     [ValidateRange(1, int.MaxValue)]
     public int ThrottleLimit { get; set; }
+
+    /// <summary>Bounds how many children run at once: -ThrottleLimit, or the process-wide default.</summary>
+    internal ConcurrencyLimiter ChildLimiter { get; private set; } = null!;
 
     /// <inheritdoc />
     protected override void EndProcessing()
@@ -49,9 +52,10 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
 
         _ = Settings; // -Function/-ImportModule problems surface before the body runs; children inherit them
 
+        ChildLimiter = MyInvocation.BoundParameters.ContainsKey(nameof(ThrottleLimit)) ? new ConcurrencyLimiter(ThrottleLimit) : Execution.DefaultThrottle.Current;
         var options = new TaskGroupOptions
         {
-            Limiter = MyInvocation.BoundParameters.ContainsKey(nameof(ThrottleLimit)) ? new ConcurrencyLimiter(ThrottleLimit) : null,
+            Limiter = ChildLimiter,
             Timeout = BoundSeconds(nameof(Timeout), Timeout),
         };
         var group = new TaskGroup(Name, options, PipelineStopToken);
