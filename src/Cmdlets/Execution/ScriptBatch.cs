@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Threading;
 using System.Threading.Tasks;
 using System.Management.Automation;
@@ -18,6 +19,7 @@ internal sealed class ScriptBatch
     private readonly object _startGate = new();
     private int _starting;  // workers asked for whose runspace is still being rented or opened
     private int _announced; // of those, how many the pool was told are coming straight back
+    private readonly List<Worker> _takers = new(); // workers waiting in Take
 
     public ScriptBatch(ScriptPlan plan, int maxWorkers)
     {
@@ -61,8 +63,26 @@ internal sealed class ScriptBatch
         AnnounceIfDrained();
     }
 
-    /// <summary>Blocks a worker until a task is queued; null when the batch is drained.</summary>
-    internal AsyncTask? Take() => _queue.Take();
+    /// <summary>Blocks <paramref name="worker"/> until a task is queued; null when the batch is drained.</summary>
+    internal AsyncTask? Take(Worker worker)
+    {
+        lock (_startGate)
+        {
+            _takers.Add(worker);
+        }
+
+        try
+        {
+            return _queue.Take();
+        }
+        finally
+        {
+            lock (_startGate)
+            {
+                _takers.Remove(worker);
+            }
+        }
+    }
 
     /// <summary>Puts back a task a stopping worker took but never started.</summary>
     internal void Requeue(AsyncTask task)
@@ -109,15 +129,24 @@ internal sealed class ScriptBatch
         }
 
         int announce;
+        Worker[] takers;
         lock (_startGate)
         {
             announce = _starting - _announced;
             _announced = _starting;
+            takers = _takers.ToArray();
         }
 
         for (int i = 0; i < announce; i++)
         {
             Pool.Returning();
+        }
+
+        // Workers waiting for a task leave now: announced before they even wake, so the caller
+        // returning this instant and renting again finds them on their way back.
+        foreach (Worker taker in takers)
+        {
+            taker.SignalReturning();
         }
     }
 

@@ -521,7 +521,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
                 return false;
             }
 
-            AsyncTask? next = batch.Take();
+            AsyncTask? next = batch.Take(this);
             if (next is null)
             {
                 SignalReturning(); // tell renters this worker is about to come back
@@ -579,7 +579,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     }
 
     /// <summary>Tells the pool, once, that this worker is on its way back (called from any thread).</summary>
-    private void SignalReturning()
+    internal void SignalReturning()
     {
         if (Interlocked.Exchange(ref _returningSignalled, 1) == 0)
         {
