@@ -28,7 +28,7 @@ function Wait-ChildUntil([scriptblock] $Condition, [double] $Seconds = 30) {
 
     # A one-shot process must end as soon as its last line ran: ~1-3 s to start PowerShell and
     # import the module on a loaded 2-core box; an idle worker used to keep it alive for ~76 s.
-    $script:LifetimeBound = 20
+    $script:LifetimeBound = 15
 }
 
 Describe 'A process that used the module' {
