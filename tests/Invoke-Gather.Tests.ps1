@@ -348,9 +348,36 @@ Describe 'Invoke-Gather' {
             # How many count as started is left open: a queued task can be admitted to the slot
             # at the very moment the deadline cancels everything.
             $warnings[0].Message | Should -Match '\(\d of them never started\)'
-            $warnings[0].Message | Should -Match '\(1\)'
-            $warnings[0].Message | Should -Match '\(2\)'
-            $warnings[0].Message | Should -Match '\(3\)'
+            # Items are named by their 0-based position in the input, never by their value.
+            $warnings[0].Message | Should -Match '#0, #1, #2$'
+        }
+
+        It 'does not echo pipeline input values in that warning' {
+            $err = try {
+                'agSecretValue-4f1c' | Invoke-Gather -Timeout 0.3 -WarningVariable warnings {
+                    foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                } 3>$null
+            }
+            catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.Timeout,AsyncGroup.Commands.InvokeGatherCommand'
+            $warnings | Should -HaveCount 1
+            $warnings[0].Message | Should -Match '#0'
+            $warnings[0].Message | Should -Not -Match 'agSecretValue'
+        }
+
+        It 'throws AsyncGroup.Timeout even when an input object''s ToString() throws' {
+            if (-not ('AgThrowingToString' -as [type])) {
+                Add-Type -TypeDefinition 'public class AgThrowingToString { public override string ToString() { throw new System.InvalidOperationException("no string for you"); } }'
+            }
+
+            $err = try {
+                [AgThrowingToString]::new() | Invoke-Gather -Timeout 0.3 { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } } 3>$null
+            }
+            catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.Timeout,AsyncGroup.Commands.InvokeGatherCommand'
+            $err.Exception | Should -BeOfType ([System.TimeoutException])
         }
 
         It 'throws AsyncGroup.Timeout and leaves tasks given with -Task running' {

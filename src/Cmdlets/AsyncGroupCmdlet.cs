@@ -193,11 +193,18 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
         }
     }
 
-    internal void TryWriteWarning(string message)
+    internal void TryWriteWarning(string message) => TryWriteWarning(() => message);
+
+    /// <summary>
+    /// Builds and writes a warning, best effort: a warning that cannot be built or written (a
+    /// stop is under way, a value's formatting throws) is dropped, so it never replaces the error
+    /// it accompanies.
+    /// </summary>
+    internal void TryWriteWarning(Func<string> buildMessage)
     {
         try
         {
-            WriteWarning(message);
+            WriteWarning(buildMessage());
         }
         catch (Exception)
         {

@@ -299,19 +299,16 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             return;
         }
 
-        int neverRan = cancelled.Count(t => t.StartTime is null);
-        string items = string.Join(", ", cancelled.Take(10).Select(Describe)) + (cancelled.Count > 10 ? ", …" : string.Empty);
-        TryWriteWarning(string.Format(
+        // Items are named by position only: an input value may be secret, huge, or have a
+        // ToString() that throws, and building a warning must never replace the real error.
+        TryWriteWarning(() => string.Format(
             CultureInfo.CurrentCulture,
             "Invoke-Gather stopped because {0}: {1} task(s) were cancelled ({2} of them never started): {3}",
             reason,
             cancelled.Count,
-            neverRan,
-            items));
+            cancelled.Count(t => t.StartTime is null),
+            string.Join(", ", cancelled.Take(10).Select(t => "#" + t.Index.ToString(CultureInfo.InvariantCulture))) + (cancelled.Count > 10 ? ", …" : string.Empty)));
     }
-
-    private static string Describe(AsyncTask task) =>
-        task.HasInput ? $"#{task.Index} ({LanguagePrimitives.ConvertTo<string>(task.InputObject)})" : $"#{task.Index} ({task.Name})";
 
     private void ShowProgress()
     {
