@@ -251,6 +251,32 @@ Describe 'Start-TaskGroup' {
             $s.Child.State | Should -Be 'Cancelled'
             $s.ChildExited.IsSet | Should -BeTrue
         }
+
+        It 'throws AsyncGroup.Timeout with -Timeout 0' {
+            { Start-TaskGroup -Timeout 0 { Start-Sleep -Milliseconds 100 } } |
+                Should -Throw -ErrorId 'AsyncGroup.Timeout,AsyncGroup.Commands.StartTaskGroupCommand'
+        }
+
+        It 'throws AsyncGroup.Timeout, with the body stopped, whenever the deadline passes as the body starts (-Timeout <Timeout>, 10 times)' -ForEach @(
+            @{ Timeout = 0 }
+            @{ Timeout = 0.001 }
+            @{ Timeout = 0.01 }
+        ) {
+            $s = New-SyncHashtable
+            foreach ($round in 1..10) {
+                $err = try {
+                    Start-TaskGroup -Timeout $Timeout {
+                        foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                        $s.BodyFinished = $true
+                    }
+                }
+                catch { $_ }
+
+                $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.Timeout,AsyncGroup.Commands.StartTaskGroupCommand' -Because "round $round"
+                $err.Exception | Should -BeOfType ([System.TimeoutException])
+                $s.BodyFinished | Should -BeNullOrEmpty -Because "the body is stopped (round $round)"
+            }
+        }
     }
 
     Context 'early stop downstream' {

@@ -114,11 +114,16 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
     private Exception? RunBody(TaskGroup group)
     {
         using PowerShell body = PowerShell.Create(RunspaceMode.CurrentRunspace);
+        var gate = new BodyStopGate(body);
+
         // Warning, verbose, debug and information records of a nested pipeline go to the host
         // directly, past -WarningVariable and redirections: merged into the output, they come
         // back to us as records and are written through this cmdlet. Errors stay separate, so an
         // ErrorRecord the body outputs (Invoke-Gather -ReturnExceptions) stays output.
-        body.AddScript("param($__agBody) & $__agBody 3>&1 4>&1 5>&1 6>&1", useLocalScope: true).AddArgument(ScriptBlock);
+        // The body first tells the gate it runs: a stop wanted before then skips it.
+        body.AddScript("param($__agBody, $__agEnter) if ($__agEnter.Invoke()) { return }; & $__agBody 3>&1 4>&1 5>&1 6>&1", useLocalScope: true)
+            .AddArgument(ScriptBlock)
+            .AddArgument(new Func<bool>(gate.Enter));
         var output = new PSDataCollection<PSObject>();
         output.DataAdded += (s, e) => Forward(body, () =>
         {
@@ -129,17 +134,7 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
         });
         ForwardBodyStreams(body);
 
-        using CancellationTokenRegistration stopBody = group.Token.Register(() =>
-        {
-            try
-            {
-                body.BeginStop(null, null);
-            }
-            catch (ObjectDisposedException)
-            {
-                // The body already ended.
-            }
-        });
+        using CancellationTokenRegistration stopBody = group.Token.Register(gate.Stop);
 
         _runningBody = body;
         using (GroupScope.Enter(group, this))
@@ -147,6 +142,12 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
             try
             {
                 body.Invoke(null, output);
+                if (gate.Skipped)
+                {
+                    // The deadline (or a child's failure) came before the body began.
+                    return new OperationCanceledException("The task group's body was stopped before it started.", group.Token);
+                }
+
                 return _bodyFailure;
             }
             catch (Exception) when (_bodyFailure is not null)
@@ -163,6 +164,57 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
             catch (Exception ex)
             {
                 return Unwrap(ex);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Stops the body only once it runs. PowerShell.BeginStop on a body not yet invoked races
+    /// with Invoke (which then fails with "a command is currently stopping", or runs the body
+    /// unstoppably): instead the body's first statement calls <see cref="Enter"/>, and a stop
+    /// wanted before that makes the body return at once.
+    /// </summary>
+    private sealed class BodyStopGate
+    {
+        private readonly object _lock = new();
+        private readonly PowerShell _body;
+        private bool _entered;
+        private bool _stopWanted;
+
+        internal BodyStopGate(PowerShell body) => _body = body;
+
+        /// <summary>True when the body returned without running because a stop came first.</summary>
+        internal bool Skipped { get; private set; }
+
+        /// <summary>Called by the body's first statement; true when it must not run.</summary>
+        internal bool Enter()
+        {
+            lock (_lock)
+            {
+                _entered = true;
+                Skipped = _stopWanted;
+                return _stopWanted;
+            }
+        }
+
+        internal void Stop()
+        {
+            lock (_lock)
+            {
+                _stopWanted = true;
+                if (!_entered)
+                {
+                    return;
+                }
+            }
+
+            try
+            {
+                _body.BeginStop(null, null);
+            }
+            catch (ObjectDisposedException)
+            {
+                // The body already ended.
             }
         }
     }
