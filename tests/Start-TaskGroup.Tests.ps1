@@ -279,6 +279,61 @@ Describe 'Start-TaskGroup' {
         }
     }
 
+    Context 'common parameters' {
+        # Like an advanced function's, the group's common parameters set the preferences of its
+        # body, so that they reach everything the body runs, its children included.
+        It 'passes -Verbose to its children' {
+            $records = & {
+                $VerbosePreference = 'SilentlyContinue'
+                Start-TaskGroup -Verbose { $null = Start-AsyncTask { Write-Verbose 'child verbose' } } 4>&1
+            }
+            @($records | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object { $_.Message }) |
+                Should -Be @('child verbose')
+        }
+
+        It 'passes -Verbose to its body and to an Invoke-Gather in it' {
+            $records = & {
+                $VerbosePreference = 'SilentlyContinue'
+                Start-TaskGroup -Verbose { Write-Verbose 'body verbose'; Invoke-Gather { Write-Verbose 'gather verbose' } } 4>&1
+            }
+            @($records | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object { $_.Message }) |
+                Should -Be @('body verbose', 'gather verbose')
+        }
+
+        It 'passes -Debug to its children' {
+            $records = & {
+                $DebugPreference = 'SilentlyContinue'
+                Start-TaskGroup -Debug { $null = Start-AsyncTask { Write-Debug 'child debug' } } 5>&1
+            }
+            @($records | Where-Object { $_ -is [System.Management.Automation.DebugRecord] } | ForEach-Object { $_.Message }) |
+                Should -Be @('child debug')
+        }
+
+        It 'passes -ErrorAction Stop to its children: a non-terminating error fails the child, as with Invoke-Gather' {
+            $s = New-SyncHashtable
+            $err = try {
+                & {
+                    $ErrorActionPreference = 'Continue'
+                    Start-TaskGroup -ErrorAction Stop { $s.Child = Start-AsyncTask { Write-Error 'child error'; 'after the error' } }
+                }
+            }
+            catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskGroupFailed,AsyncGroup.Commands.StartTaskGroupCommand'
+            $s.Child.State | Should -Be 'Failed'
+            $s.Child.Output | Should -BeNullOrEmpty
+        }
+
+        It 'keeps the caller''s preferences when no common parameter is given' {
+            $records = & {
+                $VerbosePreference = 'Continue'
+                Start-TaskGroup { $null = Start-AsyncTask { Write-Verbose 'child verbose' } } 4>&1
+            }
+            @($records | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object { $_.Message }) |
+                Should -Be @('child verbose')
+        }
+    }
+
     Context 'early stop downstream' {
         It 'stops the body, cancels the children and lets the caller go on once Select-Object -First 1 has its object' {
             # Run in a runspace of its own: a module that mishandles the downstream stop could end
