@@ -621,6 +621,28 @@ Describe 'Invoke-Gather' {
             { Invoke-Gather -Task @() } | Should -Throw -ErrorId 'ParameterArgumentValidationError,AsyncGroup.Commands.InvokeGatherCommand'
         }
 
+        It 'has no -<Name> with -Task: its parameter set does not offer it' -ForEach @(
+            @{ Name = 'ImportModule'; Value = 'Microsoft.PowerShell.Utility' }
+            @{ Name = 'Function'; Value = 'Get-AgNothing' }
+            @{ Name = 'InitializationScript'; Value = { 1 } }
+        ) {
+            $taskSet = (Get-Command Invoke-Gather).ParameterSets | Where-Object Name -eq 'Task'
+            $taskSet.Parameters.Name | Should -Not -Contain $Name
+            $scriptBlockSet = (Get-Command Invoke-Gather).ParameterSets | Where-Object Name -eq 'ScriptBlock'
+            $scriptBlockSet.Parameters.Name | Should -Contain $Name
+
+            $t = Start-AsyncTask { 1 }
+            $with = @{ $Name = $Value }
+            { Invoke-Gather -Task $t @with } | Should -Throw -ErrorId 'AmbiguousParameterSet,AsyncGroup.Commands.InvokeGatherCommand'
+
+            # Parameter completion lists only the parameters of the sets still possible (a typed
+            # prefix is completed whatever its set: that is PowerShell's own rule).
+            $line = 'Invoke-Gather -Task $t -'
+            $completions = (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText
+            $completions | Should -Contain '-ReturnExceptions'
+            $completions | Should -Not -Contain "-$Name"
+        }
+
         It 'refuses a task from another runspace' {
             $foreign = New-ForeignTask
             { Invoke-Gather -Task $foreign } | Should -Throw -ErrorId 'AsyncGroup.ForeignTask,AsyncGroup.Commands.InvokeGatherCommand'

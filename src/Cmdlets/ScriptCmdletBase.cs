@@ -12,21 +12,18 @@ public abstract class ScriptCmdletBase : AsyncGroupCmdlet
 {
     private WorkerSettings? _settings;
 
+    // -ImportModule, -Function and -InitializationScript are declared by each cmdlet, so that a
+    // cmdlet offers them only in the parameter sets where they configure new workers
+    // (Invoke-Gather -Task starts none).
+
     /// <summary>Modules to import into every worker runspace.</summary>
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string[]? ImportModule { get; set; }
+    public abstract string[]? ImportModule { get; set; }
 
     /// <summary>Names of the caller's functions to copy into every worker.</summary>
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    [ArgumentCompleter(typeof(FunctionNameCompleter))]
-    public string[]? Function { get; set; }
+    public abstract string[]? Function { get; set; }
 
     /// <summary>A script run in each worker before its first task (its definitions are visible to the tasks).</summary>
-    [Parameter]
-    [ValidateNotNull]
-    public ScriptBlock? InitializationScript { get; set; }
+    public abstract ScriptBlock? InitializationScript { get; set; }
 
     /// <summary>The session settings every worker of this call gets, captured once.</summary>
     internal WorkerSettings Settings => _settings ??= CaptureSettings();

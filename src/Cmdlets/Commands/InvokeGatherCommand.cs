@@ -77,6 +77,22 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     [ValidateRange(1, int.MaxValue)]
     public int ThrottleLimit { get; set; }
 
+    /// <summary>Modules to import into every worker runspace.</summary>
+    [Parameter(ParameterSetName = ScriptBlockSet)]
+    [ValidateNotNullOrEmpty]
+    public override string[]? ImportModule { get; set; }
+
+    /// <summary>Names of the caller's functions to copy into every worker.</summary>
+    [Parameter(ParameterSetName = ScriptBlockSet)]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(FunctionNameCompleter))]
+    public override string[]? Function { get; set; }
+
+    /// <summary>A script run in each worker before its first task (its definitions are visible to the tasks).</summary>
+    [Parameter(ParameterSetName = ScriptBlockSet)]
+    [ValidateNotNull]
+    public override ScriptBlock? InitializationScript { get; set; }
+
     private bool PipelineMode => ParameterSetName == ScriptBlockSet && (MyInvocation.ExpectingInput || Bound(nameof(InputObject)));
 
     private TimeSpan? TimeoutSpan => BoundSeconds(nameof(Timeout), Timeout);
@@ -86,15 +102,6 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     {
         if (ParameterSetName == TaskSet)
         {
-            // The tasks already run: settings for new workers would be silently ignored.
-            foreach (string name in new[] { nameof(ImportModule), nameof(Function), nameof(InitializationScript) })
-            {
-                if (Bound(name))
-                {
-                    ThrowArgumentError($"-{name} configures the workers of new tasks; it cannot be used with -Task.", null);
-                }
-            }
-
             return;
         }
 

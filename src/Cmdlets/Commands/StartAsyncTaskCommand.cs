@@ -46,6 +46,22 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
     [ValidateRange(1, int.MaxValue)]
     public int ThrottleLimit { get; set; }
 
+    /// <summary>Modules to import into every worker runspace.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public override string[]? ImportModule { get; set; }
+
+    /// <summary>Names of the caller's functions to copy into every worker.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(FunctionNameCompleter))]
+    public override string[]? Function { get; set; }
+
+    /// <summary>A script run in each worker before its first task (its definitions are visible to the tasks).</summary>
+    [Parameter]
+    [ValidateNotNull]
+    public override ScriptBlock? InitializationScript { get; set; }
+
     /// <inheritdoc />
     protected override void BeginProcessing()
     {

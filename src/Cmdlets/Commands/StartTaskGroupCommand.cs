@@ -39,6 +39,22 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
     [ValidateRange(1, int.MaxValue)]
     public int ThrottleLimit { get; set; }
 
+    /// <summary>Modules to import into every worker runspace.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public override string[]? ImportModule { get; set; }
+
+    /// <summary>Names of the caller's functions to copy into every worker.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(FunctionNameCompleter))]
+    public override string[]? Function { get; set; }
+
+    /// <summary>A script run in each worker before its first task (its definitions are visible to the tasks).</summary>
+    [Parameter]
+    [ValidateNotNull]
+    public override ScriptBlock? InitializationScript { get; set; }
+
     /// <summary>Bounds how many children run at once: -ThrottleLimit, or the process-wide default.</summary>
     internal ConcurrencyLimiter ChildLimiter { get; private set; } = null!;
 
