@@ -643,6 +643,52 @@ Describe 'Invoke-Gather' {
             $completions | Should -Not -Contain "-$Name"
         }
 
+        It 'says, in one error, that the script block is missing when pipeline input comes without one' {
+            $all = @(& { try { 1..3 | Invoke-Gather } catch { $_ } } 2>&1)
+
+            $all | Should -HaveCount 1
+            $all[0].FullyQualifiedErrorId | Should -Be 'AsyncGroup.InvalidArgument,AsyncGroup.Commands.InvokeGatherCommand'
+            $all[0].Exception.Message | Should -Match 'no script block'
+            $all[0].Exception.Message | Should -Match 'Invoke-Gather \{'
+        }
+
+        It 'says, in one error, that the script block is missing when piped strings come without one' {
+            $all = @(& { try { 'a', 'b' | Invoke-Gather } catch { $_ } } 2>&1)
+
+            $all | Should -HaveCount 1
+            $all[0].FullyQualifiedErrorId | Should -Be 'AsyncGroup.InvalidArgument,AsyncGroup.Commands.InvokeGatherCommand'
+            $all[0].Exception.Message | Should -Match 'no script block'
+        }
+
+        It 'refuses a stray object among piped tasks with the same error' {
+            $t = Start-AsyncTask { 'from the task' }
+            $err = try { $t, 42 | Invoke-Gather } catch { $_ }
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.InvalidArgument,AsyncGroup.Commands.InvokeGatherCommand'
+        }
+
+        It 'says what it expects when given a string instead of a script block' {
+            $err = try { Invoke-Gather 'Get-Date' } catch { $_ }
+
+            $err | Should -Not -BeNullOrEmpty
+            $err.Exception.Message | Should -Match 'script block'
+            $err.Exception.Message | Should -Match '\{ Get-Date \}'
+        }
+
+        It 'says what it expects when -ScriptBlock is given a string' {
+            $err = try { Invoke-Gather -ScriptBlock { 1 }, 'Get-Date' } catch { $_ }
+
+            $err | Should -Not -BeNullOrEmpty
+            $err.Exception.Message | Should -Match '\{ Get-Date \}'
+        }
+
+        It 'says what it expects when -Task is given something else' {
+            $err = try { Invoke-Gather -Task 'some-task' } catch { $_ }
+
+            $err | Should -Not -BeNullOrEmpty
+            $err.Exception.Message | Should -Match 'AsyncTask'
+            $err.Exception.Message | Should -Match 'Get-AsyncTask'
+        }
+
         It 'refuses a task from another runspace' {
             $foreign = New-ForeignTask
             { Invoke-Gather -Task $foreign } | Should -Throw -ErrorId 'AsyncGroup.ForeignTask,AsyncGroup.Commands.InvokeGatherCommand'

@@ -172,6 +172,50 @@ Describe 'Receive-AsyncTask' {
         }
     }
 
+    Context '-Name and -Id' {
+        It 'receives the tasks whose names match -Name (wildcards allowed)' {
+            # Held: the session lists a finished task only while someone holds it.
+            $a = Start-AsyncTask -Name 'ag-recv-a' { 'A' }
+            $b = Start-AsyncTask -Name 'ag-recv-b' { 'B' }
+
+            @(Receive-AsyncTask -Name 'ag-recv-*' -Wait | Sort-Object) | Should -Be @('A', 'B')
+            Receive-AsyncTask -Name 'ag-recv-b' -Wait | Should -Be 'B'
+        }
+
+        It 'receives the tasks given by -Id' {
+            $a = Start-AsyncTask { 'A' }
+            $b = Start-AsyncTask { 'B' }
+
+            Receive-AsyncTask -Id $b.Id, $a.Id -Wait | Should -Be @('B', 'A')
+        }
+
+        It 'takes -Id from the Id property of piped objects' {
+            $a = Start-AsyncTask { 'A' }
+            [pscustomobject]@{ Id = $a.Id } | Receive-AsyncTask -Wait | Should -Be 'A'
+        }
+
+        It 'writes AsyncGroup.TaskNotFound for a name or id that matches no task, and nothing else' {
+            $out = Receive-AsyncTask -Name 'ag-no-such-task' -Wait -ErrorVariable errs -ErrorAction SilentlyContinue
+            $out | Should -BeNullOrEmpty
+            $errs | Should -HaveCount 1
+            $errs[0].FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskNotFound,AsyncGroup.Commands.ReceiveAsyncTaskCommand'
+
+            $out = Receive-AsyncTask -Id 987654321 -Wait -ErrorVariable errs -ErrorAction SilentlyContinue
+            $out | Should -BeNullOrEmpty
+            $errs | Should -HaveCount 1
+            $errs[0].FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskNotFound,AsyncGroup.Commands.ReceiveAsyncTaskCommand'
+        }
+
+        It 'completes -Name and -Id from the session''s tasks' {
+            $t = Start-AsyncTask -Name 'ag-recv-completion' { 1 }
+
+            $line = 'Receive-AsyncTask -Name ag-recv-compl'
+            (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText | Should -Contain 'ag-recv-completion'
+            $line = "Receive-AsyncTask -Id $($t.Id)"
+            (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText | Should -Contain "$($t.Id)"
+        }
+    }
+
     Context 'bad input' {
         It 'refuses an empty -Task list' {
             { Receive-AsyncTask -Task @() } | Should -Throw -ErrorId 'ParameterArgumentValidationError,AsyncGroup.Commands.ReceiveAsyncTaskCommand'
@@ -184,6 +228,15 @@ Describe 'Receive-AsyncTask' {
         It 'refuses a negative -Timeout' {
             $t = Start-AsyncTask { 1 }
             { Receive-AsyncTask $t -Wait -Timeout -1 } | Should -Throw -ErrorId 'ParameterArgumentValidationError,AsyncGroup.Commands.ReceiveAsyncTaskCommand'
+        }
+
+        It 'says what it expects when given a name, and points to -Name and Get-AsyncTask' {
+            $err = try { Receive-AsyncTask foo } catch { $_ }
+
+            $err | Should -Not -BeNullOrEmpty
+            $err.Exception.Message | Should -Match 'AsyncTask'
+            $err.Exception.Message | Should -Match '-Name foo'
+            $err.Exception.Message | Should -Match 'Get-AsyncTask'
         }
 
         It 'refuses a task from another runspace' {

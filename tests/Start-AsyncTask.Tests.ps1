@@ -219,6 +219,13 @@ Describe 'Start-AsyncTask' {
     }
 
     Context 'bad input' {
+        It 'says what it expects when given a string instead of a script block' {
+            $err = try { Start-AsyncTask 'Get-Date' } catch { $_ }
+
+            $err | Should -Not -BeNullOrEmpty
+            $err.Exception.Message | Should -Match '\{ Get-Date \}'
+        }
+
         It 'refuses a null script block' {
             { Start-AsyncTask -ScriptBlock $null } | Should -Throw -ErrorId 'ParameterArgumentValidationError,AsyncGroup.Commands.StartAsyncTaskCommand'
         }

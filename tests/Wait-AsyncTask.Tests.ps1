@@ -107,6 +107,39 @@ Describe 'Wait-AsyncTask' {
         }
     }
 
+    Context '-Name and -Id' {
+        It 'waits for the tasks whose names match -Name (wildcards allowed)' {
+            # Held: the session lists a finished task only while someone holds it.
+            $a = Start-AsyncTask -Name 'ag-wait-a' { 'A' }
+            $b = Start-AsyncTask -Name 'ag-wait-b' { 'B' }
+
+            @(Wait-AsyncTask -Name 'ag-wait-*' | Sort-Object) | Should -Be @('A', 'B')
+        }
+
+        It 'waits for the tasks given by -Id, and cancels them on timeout' {
+            $a = Start-AsyncTask { 'A' }
+            $slow = Start-AsyncTask { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } }
+
+            Wait-AsyncTask -Id $a.Id | Should -Be 'A'
+            { Wait-AsyncTask -Id $slow.Id -Timeout 0.2 } | Should -Throw -ErrorId 'AsyncGroup.Timeout,AsyncGroup.Commands.WaitAsyncTaskCommand'
+            $slow.State | Should -Be 'Cancelled'
+        }
+
+        It 'writes AsyncGroup.TaskNotFound for a name that matches no task, and nothing else' {
+            $out = Wait-AsyncTask -Name 'ag-no-such-task' -ErrorVariable errs -ErrorAction SilentlyContinue
+            $out | Should -BeNullOrEmpty
+            $errs | Should -HaveCount 1
+            $errs[0].FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskNotFound,AsyncGroup.Commands.WaitAsyncTaskCommand'
+        }
+
+        It 'completes -Name from the session''s tasks' {
+            $t = Start-AsyncTask -Name 'ag-wait-completion' { 1 }
+
+            $line = 'Wait-AsyncTask -Name ag-wait-compl'
+            (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText | Should -Contain 'ag-wait-completion'
+        }
+    }
+
     Context 'bad input' {
         It 'refuses a negative -Timeout' {
             $t = Start-AsyncTask { 1 }
@@ -119,6 +152,14 @@ Describe 'Wait-AsyncTask' {
 
         It 'refuses an empty pipeline' {
             { @() | Wait-AsyncTask } | Should -Throw -ErrorId 'AsyncGroup.InvalidArgument,AsyncGroup.Commands.WaitAsyncTaskCommand'
+        }
+
+        It 'says what it expects when given a name, and points to -Name and Get-AsyncTask' {
+            $err = try { Wait-AsyncTask foo } catch { $_ }
+
+            $err | Should -Not -BeNullOrEmpty
+            $err.Exception.Message | Should -Match '-Name foo'
+            $err.Exception.Message | Should -Match 'Get-AsyncTask'
         }
 
         It 'refuses a task from another runspace' {

@@ -37,6 +37,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
 
     /// <summary>The script blocks to run concurrently, or with pipeline input the one script block run for each object.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = ScriptBlockSet)]
+    [ScriptBlockArgument]
     [ValidateNotNullOrEmpty]
     public ScriptBlock[] ScriptBlock { get; set; } = null!;
 
@@ -50,8 +51,11 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     public object[]? ArgumentList { get; set; }
 
     /// <summary>Gathers existing tasks instead of script blocks; they are not cancelled by this cmdlet.</summary>
+    /// <remarks>Not-a-task arguments are reported by the cmdlet, once (see <see cref="AsyncTaskArgumentAttribute"/>).</remarks>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ParameterSetName = TaskSet)]
-    [ValidateNotNullOrEmpty]
+    [AsyncTaskArgument(DeferToCommand = true)]
+    [AllowNull]
+    [ValidateTaskList]
     public AsyncTask[] Task { get; set; } = null!;
 
     /// <summary>Emit a failed or cancelled task's error record at its position instead of stopping.</summary>
@@ -102,6 +106,11 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     {
         if (ParameterSetName == TaskSet)
         {
+            if (Bound(nameof(Task)) && AsyncTaskArgumentAttribute.RejectedIn(Task) is { } rejected)
+            {
+                ThrowArgumentError(NotTasksMessage(rejected), null);
+            }
+
             return;
         }
 
@@ -139,6 +148,16 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     {
         if (ParameterSetName == TaskSet)
         {
+            if (AsyncTaskArgumentAttribute.RejectedIn(Task) is { } rejected)
+            {
+                // Pipeline input that is not a task: the script block was forgotten. Its value is
+                // not shown (it may be anything, a secret included), only its type.
+                ThrowArgumentError(
+                    $"Invoke-Gather received pipeline input ({rejected.Describe(showText: false)}) but no script block to run for it. "
+                    + "Give the script block, as in: 1..3 | Invoke-Gather { $_ * 2 }. To gather tasks, pipe AsyncTask objects (from Start-AsyncTask or Get-AsyncTask).",
+                    null);
+            }
+
             foreach (AsyncTask task in Task)
             {
                 EnsureLocal(task);
@@ -208,6 +227,14 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     }
 
     private bool Bound(string name) => MyInvocation.BoundParameters.ContainsKey(name);
+
+    private static string NotTasksMessage(AsyncTaskArgumentAttribute.Rejected rejected)
+    {
+        string message = $"Invoke-Gather runs script blocks, or gathers the AsyncTask objects given to -Task, but it was given {rejected.Describe(showText: true)}.";
+        return rejected.Text is { } text
+            ? message + $" To run a command, put it in braces: Invoke-Gather {{ {ArgumentItems.Shorten(text)} }}. To gather tasks by name: Invoke-Gather -Task (Get-AsyncTask -Name {ArgumentItems.QuoteIfNeeded(text)})."
+            : message + " To gather tasks by id or name, pass (Get-AsyncTask -Id …) or (Get-AsyncTask -Name …).";
+    }
 
     private void AddTask(ScriptBatch batch, object? input, bool hasInput)
     {

@@ -11,9 +11,9 @@ namespace AsyncGroup.Commands;
 /// <summary>
 /// <para type="synopsis">Emits tasks' output and re-raises their errors (asyncio's Task.result and as_completed).</para>
 /// </summary>
-[Cmdlet(VerbsCommunications.Receive, "AsyncTask")]
+[Cmdlet(VerbsCommunications.Receive, "AsyncTask", DefaultParameterSetName = TaskSelectionCmdletBase.TaskSet)]
 [OutputType(typeof(object))]
-public sealed class ReceiveAsyncTaskCommand : TaskListCmdletBase
+public sealed class ReceiveAsyncTaskCommand : TaskSelectionCmdletBase
 {
     /// <summary>Wait for each task to finish (in input order) instead of refusing unfinished ones.</summary>
     [Parameter]
@@ -31,7 +31,11 @@ public sealed class ReceiveAsyncTaskCommand : TaskListCmdletBase
     /// <inheritdoc />
     protected override void EndProcessing()
     {
-        RequireTasks();
+        if (!RequireTasks())
+        {
+            return;
+        }
+
         TimeSpan? timeout = BoundSeconds(nameof(Timeout), Timeout);
         AttachTasks(Collected); // buffered and live stream records reach the caller
 

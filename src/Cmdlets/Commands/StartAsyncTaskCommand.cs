@@ -19,6 +19,7 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
 
     /// <summary>The script block to run; <c>$_</c> is -InputObject, <c>$args</c> is -ArgumentList.</summary>
     [Parameter(Mandatory = true, Position = 0)]
+    [ScriptBlockArgument]
     [ValidateNotNull]
     public ScriptBlock ScriptBlock { get; set; } = null!;
 

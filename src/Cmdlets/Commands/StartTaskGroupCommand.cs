@@ -21,6 +21,7 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
 
     /// <summary>The body, run in the caller's session; its output is this cmdlet's output.</summary>
     [Parameter(Mandatory = true, Position = 0)]
+    [ScriptBlockArgument]
     [ValidateNotNull]
     public ScriptBlock ScriptBlock { get; set; } = null!;
 

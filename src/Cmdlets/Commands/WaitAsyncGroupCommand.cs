@@ -25,7 +25,7 @@ public sealed class WaitAsyncGroupCommand : TaskListCmdletBase
     /// <inheritdoc />
     protected override void EndProcessing()
     {
-        RequireTasks();
+        _ = RequireTasks();
         TimeSpan? timeout = BoundSeconds(nameof(Timeout), Timeout);
         Task<WaitOutcome> wait = AsyncOps.WaitAsync(Collected.Select(t => (WorkTask)t.Work).ToList(), ReturnWhen, timeout, PipelineStopToken);
         WaitOutcome outcome;

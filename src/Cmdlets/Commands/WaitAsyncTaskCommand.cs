@@ -10,9 +10,9 @@ namespace AsyncGroup.Commands;
 /// <summary>
 /// <para type="synopsis">Waits for tasks with a deadline and emits their output; on expiry cancels what is unfinished and throws a timeout error (asyncio's wait_for).</para>
 /// </summary>
-[Cmdlet(VerbsLifecycle.Wait, "AsyncTask")]
+[Cmdlet(VerbsLifecycle.Wait, "AsyncTask", DefaultParameterSetName = TaskSelectionCmdletBase.TaskSet)]
 [OutputType(typeof(object))]
-public sealed class WaitAsyncTaskCommand : TaskListCmdletBase
+public sealed class WaitAsyncTaskCommand : TaskSelectionCmdletBase
 {
     /// <summary>Seconds to wait at most (for all the tasks together); unfinished tasks are then cancelled.</summary>
     [Parameter]
@@ -22,7 +22,11 @@ public sealed class WaitAsyncTaskCommand : TaskListCmdletBase
     /// <inheritdoc />
     protected override void EndProcessing()
     {
-        RequireTasks();
+        if (!RequireTasks())
+        {
+            return;
+        }
+
         TimeSpan? timeout = BoundSeconds(nameof(Timeout), Timeout);
         var clock = Stopwatch.StartNew();
         var timedOut = new List<AsyncTask>();
