@@ -220,6 +220,57 @@ Describe '-Function, -ImportModule and -InitializationScript of <Command>' -ForE
     }
 }
 
+Describe 'Completion of -Function' {
+    BeforeAll {
+        # A module installed in two versions, not imported: its functions are not the session's.
+        $root = Join-Path $TestDrive 'completion-modules'
+        foreach ($version in '1.0.0', '2.0.0') {
+            $dir = Join-Path $root "AgCompletionProbe/$version"
+            $null = New-Item -ItemType Directory -Path $dir -Force
+            Set-Content -LiteralPath (Join-Path $dir 'AgCompletionProbe.psm1') -Value 'function Get-AgCompletionProbeInstalled { 1 }'
+            New-ModuleManifest -Path (Join-Path $dir 'AgCompletionProbe.psd1') -RootModule 'AgCompletionProbe.psm1' -ModuleVersion $version -FunctionsToExport 'Get-AgCompletionProbeInstalled'
+        }
+        $script:SavedModulePath = $env:PSModulePath
+        $env:PSModulePath = $root + [System.IO.Path]::PathSeparator + $env:PSModulePath
+
+        function script:Get-FunctionCompletion([string] $Command, [string] $Prefix) {
+            $line = "$Command { 1 } -Function $Prefix"
+            @((TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText)
+        }
+    }
+
+    AfterAll {
+        $env:PSModulePath = $script:SavedModulePath
+        Remove-Module AgCompletionProbe -ErrorAction SilentlyContinue
+    }
+
+    It 'completes the session''s own functions, each once, for <Command>' -ForEach @(
+        @{ Command = 'Invoke-Gather' }
+        @{ Command = 'Start-AsyncTask' }
+        @{ Command = 'Start-TaskGroup' }
+    ) {
+        function global:Get-AgCompletionProbeMine { 1 }
+        try {
+            Get-FunctionCompletion $Command 'Get-AgCompletionProbe' | Should -Be @('Get-AgCompletionProbeMine')
+        }
+        finally {
+            Remove-Item function:Get-AgCompletionProbeMine
+        }
+    }
+
+    It 'completes the functions of an imported module once, and of an installed one not at all' {
+        Get-FunctionCompletion 'Invoke-Gather' 'Get-AgCompletionProbeI' | Should -BeNullOrEmpty
+
+        Import-Module AgCompletionProbe -RequiredVersion 2.0.0
+        try {
+            Get-FunctionCompletion 'Invoke-Gather' 'Get-AgCompletionProbeI' | Should -Be @('Get-AgCompletionProbeInstalled')
+        }
+        finally {
+            Remove-Module AgCompletionProbe
+        }
+    }
+}
+
 Describe '-InitializationScript of Invoke-Gather' {
     It 'runs once per worker, not once per task' {
         $ids = 1..4 | Invoke-Gather -ThrottleLimit 1 -InitializationScript { $agInitId = [guid]::NewGuid() } { $agInitId }

@@ -1,3 +1,4 @@
+using System;
 using System.Collections;
 using System.Collections.Generic;
 using System.Globalization;
@@ -43,18 +44,25 @@ public sealed class TaskIdCompleter : IArgumentCompleter
     }
 }
 
-/// <summary>Completes -Function from the caller's functions.</summary>
+/// <summary>
+/// Completes -Function from the functions (and filters) defined in the caller's session, each
+/// name once: those -Function can copy. Functions of modules that are installed but not imported
+/// are not offered (Get-Command would list them, once per installed version).
+/// </summary>
 public sealed class FunctionNameCompleter : IArgumentCompleter
 {
     /// <inheritdoc />
     public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete, CommandAst commandAst, IDictionary fakeBoundParameters)
     {
+        var pattern = new WildcardPattern((wordToComplete ?? string.Empty).Trim('\'', '"') + "*", WildcardOptions.IgnoreCase);
         using var ps = PowerShell.Create(RunspaceMode.CurrentRunspace);
-        ps.AddCommand("Get-Command").AddParameter("CommandType", "Function,Filter").AddParameter("Name", (wordToComplete ?? string.Empty) + "*");
+        ps.AddCommand("Microsoft.PowerShell.Management\\Get-ChildItem").AddParameter("Path", "Function:");
         return ps.Invoke()
-            .Select(o => o.Properties["Name"]?.Value as string)
-            .Where(n => !string.IsNullOrEmpty(n))
-            .Select(n => new CompletionResult(n!, n!, CompletionResultType.ParameterValue, n!))
+            .Select(o => o?.BaseObject is FunctionInfo f ? f.Name : null)
+            .Where(n => !string.IsNullOrEmpty(n) && pattern.IsMatch(n))
+            .Distinct(StringComparer.OrdinalIgnoreCase)
+            .OrderBy(n => n, StringComparer.OrdinalIgnoreCase)
+            .Select(n => new CompletionResult(Commands.ArgumentItems.QuoteIfNeeded(n!), n!, CompletionResultType.ParameterValue, n!))
             .ToList();
     }
 }
