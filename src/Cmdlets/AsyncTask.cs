@@ -35,6 +35,7 @@ public sealed class AsyncTask
     private Worker? _runningOn;
     private DateTimeOffset? _startedAt;
     private int _queued;
+    private int _runStarted;
 
     internal AsyncTask(ScriptBatch batch, object? input, bool hasInput, object?[] arguments, Guid ownerRunspaceId)
     {
@@ -167,8 +168,12 @@ public sealed class AsyncTask
     /// <summary>Binds the Core task that runs this one; called once, right after the Core task is created.</summary>
     internal void Bind(WorkTask<IReadOnlyList<PSObject>> work)
     {
-        _work = work;
+        Volatile.Write(ref _work, work);
         work.AddDoneCallback(_ => OnDone());
+        if (Volatile.Read(ref _runStarted) == 1)
+        {
+            work.StartTimeout();
+        }
     }
 
     /// <summary>The token Core handed to the work: cancelled when the task is asked to stop.</summary>
@@ -181,7 +186,15 @@ public sealed class AsyncTask
     }
 
     /// <summary>A worker starts running the task now.</summary>
-    internal void MarkStarted() => _startedAt = DateTimeOffset.Now;
+    internal void MarkStarted()
+    {
+        _startedAt = DateTimeOffset.Now;
+        Interlocked.Exchange(ref _runStarted, 1);
+
+        // Its own timeout counts from here, not from when it was queued. A worker may start it
+        // before Bind: then Bind starts the timeout.
+        Volatile.Read(ref _work)?.StartTimeout();
+    }
 
     internal void AddOutput(PSObject item)
     {

@@ -118,6 +118,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
                 Timeout = TimeoutSpan,
                 TaskTimeout = BoundSeconds(nameof(TaskTimeout), TaskTimeout),
                 StartInline = true, // the work only queues the item for a worker
+                DeferTaskTimeout = true, // -TaskTimeout counts from when a worker starts the item
             },
             PipelineStopToken);
 
