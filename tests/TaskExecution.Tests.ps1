@@ -10,6 +10,41 @@ Describe 'Task execution' {
         Clear-AsyncTask
     }
 
+    Context 'exit in a task (issue 9, item 6)' {
+        It 'keeps what a task wrote before exit, and the other tasks'' output' {
+            Invoke-Gather { 'a'; exit 3; 'b' }, { 'c' } | Should -Be @('a', 'c')
+        }
+
+        It 'completes a task that calls exit, with its output and its exit code' {
+            $t = Start-AsyncTask { 'x'; exit 5 }
+            $null = Wait-AsyncGroup $t -Timeout 60
+
+            $t.State | Should -Be 'Completed'
+            $t.Output | Should -Be @('x')
+            $t.ExitCode | Should -Be 5
+        }
+
+        It 'gives a task that calls exit without a code exit code 0, and one that never calls exit none' {
+            $exited = Start-AsyncTask { 'x'; exit }
+            $plain = Start-AsyncTask { 'y' }
+            $null = Wait-AsyncGroup $exited, $plain -Timeout 60
+
+            $exited.Output | Should -Be @('x')
+            $exited.ExitCode | Should -Be 0
+            $plain.ExitCode | Should -BeNullOrEmpty
+        }
+
+        It 'keeps serving the other pipeline items on the worker where a task called exit' {
+            1..3 | Invoke-Gather -ThrottleLimit 1 { $_; if ($_ -eq 2) { exit 1 }; "after $_" } |
+                Should -Be @(1, 'after 1', 2, 3, 'after 3')
+        }
+
+        It 'ends only the task when it uses break or continue outside a loop' {
+            1..3 | Invoke-Gather -ThrottleLimit 1 { if ($_ -eq 2) { break }; if ($_ -eq 3) { 'three'; continue }; $_ } |
+                Should -Be @(1, 'three')
+        }
+    }
+
     Context '-TaskTimeout counts from when the task starts running (issue 9, item 5)' {
         It 'does not count the time an item waited in the queue' {
             # With one worker, item 8 waits about 7 × 0.4 s in the queue: far more than its 1.5 s,
@@ -28,6 +63,35 @@ Describe 'Task execution' {
             $out[0] | Should -Be 1
             $out[1].FullyQualifiedErrorId | Should -Be 'AsyncGroup.Timeout'
             $out[2] | Should -Be 3
+        }
+    }
+
+    Context 'a stopped task keeps what it wrote (issue 9, item 13)' {
+        It 'keeps the output its finally block writes while it is being cancelled' {
+            $t = Start-AsyncTask { try { 'started'; foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } } finally { 'cleanup ran' } }
+            Wait-Until { @($t.Output) -contains 'started' } -Because 'the task to write its first object'
+
+            Stop-AsyncTask $t
+            Wait-Until { $t.IsDone } -Because 'the task to stop'
+
+            $t.State | Should -Be 'Cancelled'
+            $t.Output | Should -Be @('started', 'cleanup ran')
+        }
+    }
+
+    Context 'named blocks (issue 9, item 7)' {
+        It 'runs begin, process and end for each pipeline item, with $_ bound in process' {
+            1..2 | Invoke-Gather -ThrottleLimit 1 { begin { 'B' } process { "P$_" } end { 'E' } } |
+                Should -Be @('B', 'P1', 'E', 'B', 'P2', 'E')
+        }
+
+        It 'runs begin, process and end once for a script block without input' {
+            Invoke-Gather { begin { 'B' } process { 'P' } end { 'E' } } | Should -Be @('B', 'P', 'E')
+        }
+
+        It 'runs named blocks in Start-AsyncTask' {
+            $t = 5 | Start-AsyncTask { begin { 'B' } process { $_ * 2 } end { 'E' } }
+            Receive-AsyncTask $t -Wait | Should -Be @('B', 10, 'E')
         }
     }
 }

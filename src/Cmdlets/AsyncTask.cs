@@ -122,6 +122,10 @@ public sealed class AsyncTask
         }
     }
 
+    /// <summary>The code the script block gave to <c>exit</c>; null when it did not call <c>exit</c>.</summary>
+    /// <remarks><c>exit</c> ends the task, not the worker: the task completes with what it wrote before.</remarks>
+    public int? ExitCode { get; private set; }
+
     /// <summary>When a worker started running the script block; null if it never ran.</summary>
     public DateTime? StartTime => _startedAt?.LocalDateTime;
 
@@ -203,6 +207,8 @@ public sealed class AsyncTask
             _output.Add(item);
         }
     }
+
+    internal void SetExitCode(int code) => ExitCode = code;
 
     internal void AddError(ErrorRecord record)
     {

@@ -265,7 +265,11 @@ internal sealed class ScriptPlan
         }
 
         text.Append(body, position, body.Length - position);
-        return new ScriptPlan(body, text.ToString(), values, settings) { TouchesSharedScopes = MayTouchSharedScopes(ast) };
+        return new ScriptPlan(body, text.ToString(), values, settings)
+        {
+            TouchesSharedScopes = MayTouchSharedScopes(ast),
+            HasProcessBlock = ast.ProcessBlock is not null,
+        };
     }
 
     /// <summary>
@@ -274,6 +278,9 @@ internal sealed class ScriptPlan
     /// cleaning those scopes after each item. Every task's own scope is fresh regardless.
     /// </summary>
     public bool TouchesSharedScopes { get; private set; }
+
+    /// <summary>True when the script block has a process block: its task's input is piped in, so that block binds it to <c>$_</c>.</summary>
+    public bool HasProcessBlock { get; private set; }
 
     private static readonly HashSet<string> s_scopeCommands = new(StringComparer.OrdinalIgnoreCase)
     {

@@ -40,11 +40,42 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     $__ag.EndBatch($ExecutionContext.SessionState)
 }";
 
+    // The per-task loop (see Run). 'do { } while ($false)' keeps a 'break' or 'continue' outside a
+    // loop in a task from ending this loop: it ends the task, as it would end a script. The sink
+    // hands each output object to the task the moment it is written.
+    private const string TaskLoopScript = @"param($__ag_body)
+& {
+    while ($__ag.MoveNext()) {
+        $_ = $__ag.Input
+        $__ag_args = $__ag.Arguments
+        do { try { & $__ag_body @__ag_args } catch { $__ag.Fail($_) } } while ($false)
+    }
+} | & { process { $__ag.Out($_) } }";
+
+    // The same for a script block with a process block: each task runs the whole block (begin,
+    // process, end — as ForEach-Object -Parallel does), with its input piped in so that the
+    // process block binds it to $_.
+    private const string TaskLoopScriptNamedBlocks = @"param($__ag_body)
+& {
+    while ($__ag.MoveNext()) {
+        $_ = $__ag.Input
+        $__ag_args = $__ag.Arguments
+        do {
+            try {
+                if ($__ag.HasInput) { , $_ | & $__ag_body @__ag_args } else { & $__ag_body @__ag_args }
+            }
+            catch { $__ag.Fail($_) }
+        } while ($false)
+    }
+} | & { process { $__ag.Out($_) } }";
+
+    private static readonly List<PSVariable> s_noVariables = new();
+
     // Variables the engine sets itself; never worth removing between calls.
     private static readonly HashSet<string> s_engineVariables = new(StringComparer.OrdinalIgnoreCase)
     {
         "?", "_", "PSItem", "args", "input", "this", "MyInvocation", "PSCmdlet", "PSBoundParameters",
-        "LASTEXITCODE", "Matches", "__ag", "__ag_init", "foreach", "switch", "PSScriptRoot", "PSCommandPath",
+        "LASTEXITCODE", "Matches", "__ag", "__ag_init", "__ag_body", "__ag_args", "foreach", "switch", "PSScriptRoot", "PSCommandPath",
     };
 
     private readonly object _gate = new();
@@ -54,6 +85,8 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     private ScriptBatch? _assigned;
     private AsyncTask? _current;
     private ScriptBlock? _body;
+    private ScriptBlock? _loop;
+    private bool _drained;
     private SessionState? _session;
     private (HashSet<string> Variables, HashSet<string> Functions)? _baseline;
     private (HashSet<string> Variables, HashSet<string> Functions)? _itemBaseline;
@@ -198,6 +231,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         // FullLanguage workers, while this driver keeps the mode it needs to talk to us.
         PSLanguageMode driverMode = session.LanguageMode;
         session.LanguageMode = settings.LanguageMode;
+        ScriptBlock? init;
         try
         {
             foreach (var function in settings.Functions)
@@ -206,57 +240,74 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             }
 
             _body = ScriptBlock.Create(plan.WorkerText);
-            return settings.InitializationScript is null ? null : ScriptBlock.Create(settings.InitializationScript);
+            init = settings.InitializationScript is null ? null : ScriptBlock.Create(settings.InitializationScript);
         }
         finally
         {
             session.LanguageMode = driverMode;
         }
+
+        // The loop itself is ours: created in the driver's own mode, like the driver.
+        _loop = ScriptBlock.Create(plan.HasProcessBlock ? TaskLoopScriptNamedBlocks : TaskLoopScript);
+        return init;
     }
 
     /// <summary>
-    /// The per-task loop: each task runs the script block in a fresh child scope of the batch scope
-    /// (InvokeWithContext, with <c>$_</c> defined), so nothing an item defines is seen by the next
-    /// one, and no pipeline is created per item.
+    /// The per-task loop. It runs as PowerShell (<see cref="TaskLoopScript"/>) in a child scope of
+    /// the batch scope, one pipeline per batch: each task runs its script block with <c>&amp;</c>
+    /// in a fresh scope of its own (with <c>$_</c> defined), so nothing an item defines is seen by
+    /// the next one, and its output flows through the loop's sink to the task as it is written:
+    /// streamed live, and kept when the task ends early (<c>exit</c>, a stop). <c>exit</c> cannot be
+    /// caught by a script, so it ends the loop's pipeline here, where its code is kept, and the
+    /// loop is entered again for the next task.
     /// </summary>
     internal void Run()
     {
-        ScriptBlock body = _body!;
-        var variables = new List<PSVariable>(1);
-        while (MoveNext())
+        _drained = false;
+        while (!_drained)
         {
-            AsyncTask task = _current!;
-            variables.Clear();
-            if (task.HasInput)
-            {
-                variables.Add(new PSVariable("_", task.InputObject));
-            }
-
             try
             {
-                foreach (PSObject item in body.InvokeWithContext((IDictionary?)null, variables, task.Arguments))
-                {
-                    task.AddOutput(item);
-                }
+                _loop!.InvokeWithContext((IDictionary?)null, s_noVariables, _body!);
             }
             catch (PipelineStoppedException)
             {
                 throw; // the driver is being stopped: DriverEnded settles the task
             }
+            catch (Exception ex) when (IsFlowControl(ex))
+            {
+                // 'exit' (or a labelled 'break' with no matching loop) ends the task as it would end
+                // a script: what it wrote is kept, and the exit code, if any, is recorded.
+                if (ExitCodeOf(ex) is { } code)
+                {
+                    _current?.SetExitCode(code);
+                }
+            }
             catch (RuntimeException ex)
             {
                 Fail(ex.ErrorRecord);
             }
-            catch (Exception ex) when (IsFlowControl(ex))
-            {
-                // 'exit', or 'break'/'continue' outside a loop, ends the task as it would end a script.
-            }
             catch (Exception ex)
             {
-                Fail(ErrorHelper.FromException(ex, ErrorIds.TaskFailed, task));
+                Fail(ErrorHelper.FromException(ex, ErrorIds.TaskFailed, _current));
             }
         }
     }
+
+    /// <summary>The input of the task being run (bound to <c>$_</c>), or null.</summary>
+    internal object? CurrentInput => _current is { HasInput: true } task ? task.InputObject : null;
+
+    /// <summary>True when the task being run has a pipeline input.</summary>
+    internal bool CurrentHasInput => _current?.HasInput ?? false;
+
+    /// <summary>The arguments of the task being run.</summary>
+    internal object?[] CurrentArguments => _current?.Arguments ?? Array.Empty<object?>();
+
+    /// <summary>One object the task being run wrote to its output, as it writes it.</summary>
+    internal void Out(PSObject? item) => _current?.AddOutput(item!);
+
+    /// <summary>A terminating error of the task being run (caught by the loop).</summary>
+    internal void Fail(ErrorRecord record) => FailCurrent(record);
 
     /// <summary>The batch is drained: the worker goes back to the pool with its driver still running.</summary>
     internal void EndBatch(SessionState session)
@@ -274,6 +325,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             batch = _batch;
             _batch = null;
             _body = null;
+            _loop = null;
             _session = null;
             stopping = _stopping || _closing;
         }
@@ -375,6 +427,18 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     private static bool IsFlowControl(Exception ex) =>
         ex.GetType().Name is "ExitException" or "BreakException" or "ContinueException" or "ReturnException";
 
+    /// <summary>The code given to 'exit' (read by name: the exception type is not in the reference assemblies).</summary>
+    private static int? ExitCodeOf(Exception ex)
+    {
+        if (ex.GetType().Name != "ExitException")
+        {
+            return null;
+        }
+
+        object? argument = ex.GetType().GetProperty("Argument")?.GetValue(ex);
+        return LanguagePrimitives.TryConvertTo(argument, System.Globalization.CultureInfo.InvariantCulture, out int code) ? code : 0;
+    }
+
     private static void SetLocation(SessionState session, WorkerSettings settings)
     {
         if (settings.ProviderLocation is { } providerPath)
@@ -416,7 +480,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         }
     }
 
-    private bool MoveNext()
+    internal bool MoveNext()
     {
         while (true)
         {
@@ -439,12 +503,14 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
 
             if (stop)
             {
+                _drained = true;
                 return false;
             }
 
             AsyncTask? next = batch.Take();
             if (next is null)
             {
+                _drained = true;
                 SignalReturning(); // tell renters this worker is about to come back
                 return false;
             }
@@ -454,6 +520,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
                 if (_stopping)
                 {
                     batch.Requeue(next);
+                    _drained = true;
                     return false;
                 }
 
@@ -480,7 +547,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         }
     }
 
-    private void Fail(ErrorRecord record)
+    private void FailCurrent(ErrorRecord record)
     {
         AsyncTask? current = _current;
         if (current is null)
@@ -585,6 +652,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             _batch = null;
             _assigned = null;
             _body = null;
+            _loop = null;
             _session = null;
             _ps = null;
             abandoned = _abandoned;
@@ -678,6 +746,24 @@ public sealed class WorkerDriverContext
 
     /// <summary>Runs tasks until the batch is drained or the driver is stopped.</summary>
     public void Run() => _worker.Run();
+
+    /// <summary>Finishes the task just run and starts the next one; false when the batch is drained.</summary>
+    public bool MoveNext() => _worker.MoveNext();
+
+    /// <summary>The pipeline input of the task being run (its <c>$_</c>), or null.</summary>
+    public object? Input => _worker.CurrentInput;
+
+    /// <summary>True when the task being run has pipeline input.</summary>
+    public bool HasInput => _worker.CurrentHasInput;
+
+    /// <summary>The arguments of the task being run.</summary>
+    public object?[] Arguments => _worker.CurrentArguments;
+
+    /// <summary>Hands one output object to the task being run.</summary>
+    public void Out(PSObject? item) => _worker.Out(item);
+
+    /// <summary>Fails the task being run with its terminating error.</summary>
+    public void Fail(ErrorRecord record) => _worker.Fail(record);
 
     /// <summary>Returns the worker to the pool once its batch is drained.</summary>
     public void EndBatch(SessionState session) => _worker.EndBatch(session);
