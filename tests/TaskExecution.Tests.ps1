@@ -79,6 +79,72 @@ Describe 'Task execution' {
         }
     }
 
+    Context 'output streams while the task runs (issue 9, item 18)' {
+        It 'writes the head task''s first object before the task has finished (script block)' {
+            $gate = [System.Threading.ManualResetEventSlim]::new($false)
+            $seen = [System.Collections.Generic.List[object]]::new()
+
+            Invoke-Gather {
+                'first'
+                $g = $using:gate
+                if (-not $g.Wait(30000)) { throw 'the first object was held back until the task ended' }
+                2..10
+            } | ForEach-Object { $seen.Add($_); if ($_ -eq 'first') { $gate.Set() } }
+
+            $seen | Should -Be @('first', 2, 3, 4, 5, 6, 7, 8, 9, 10)
+        }
+
+        It 'writes the head item''s first object before it has finished (pipeline input), in input order' {
+            $gate = [System.Threading.ManualResetEventSlim]::new($false)
+            $seen = [System.Collections.Generic.List[object]]::new()
+
+            1..3 | Invoke-Gather -ThrottleLimit 3 {
+                if ($_ -eq 1) {
+                    'first'
+                    $g = $using:gate
+                    if (-not $g.Wait(30000)) { throw 'the first object was held back until the task ended' }
+                }
+                "item $_"
+            } | ForEach-Object { $seen.Add($_); if ($_ -eq 'first') { $gate.Set() } }
+
+            $seen | Should -Be @('first', 'item 1', 'item 2', 'item 3')
+        }
+
+        It 'streams every task''s output as it is written with -AsCompleted' {
+            $slow = [System.Threading.ManualResetEventSlim]::new($false)
+            $more = [System.Threading.ManualResetEventSlim]::new($false)
+            $seen = [System.Collections.Generic.List[object]]::new()
+
+            Invoke-Gather -AsCompleted {
+                $g = $using:slow
+                if (-not $g.Wait(30000)) { throw 'never released' }
+                'slow'
+            }, {
+                'first'
+                $g = $using:more
+                if (-not $g.Wait(30000)) { throw 'the first object was held back until the task ended' }
+                'second'
+            } | ForEach-Object {
+                $seen.Add($_)
+                if ($_ -eq 'first') { $more.Set() }
+                if ($_ -eq 'second') { $slow.Set() }
+            }
+
+            $seen | Should -Be @('first', 'second', 'slow')
+        }
+
+        It 'shows a running task''s output so far in its Output property' {
+            $gate = [System.Threading.ManualResetEventSlim]::new($false)
+            $t = Start-AsyncTask { 'early'; $g = $using:gate; $null = $g.Wait(30000); 'late' }
+            Wait-Until { @($t.Output) -contains 'early' } -Because 'the first object to be visible while the task runs'
+            $t.IsDone | Should -BeFalse
+
+            $gate.Set()
+            $null = Wait-AsyncGroup $t -Timeout 60
+            $t.Output | Should -Be @('early', 'late')
+        }
+    }
+
     Context 'named blocks (issue 9, item 7)' {
         It 'runs begin, process and end for each pipeline item, with $_ bound in process' {
             1..2 | Invoke-Gather -ThrottleLimit 1 { begin { 'B' } process { "P$_" } end { 'E' } } |

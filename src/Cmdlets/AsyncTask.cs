@@ -35,6 +35,7 @@ public sealed class AsyncTask
     private Worker? _runningOn;
     private DateTimeOffset? _startedAt;
     private int _queued;
+    private bool _outputSignalled;
     private int _runStarted;
 
     internal AsyncTask(ScriptBatch batch, object? input, bool hasInput, object?[] arguments, Guid ownerRunspaceId)
@@ -205,6 +206,23 @@ public sealed class AsyncTask
         lock (_gate)
         {
             _output.Add(item);
+            if (_sink is not null && !_outputSignalled)
+            {
+                // One notice until the cmdlet reads: a task writing thousands of objects does not
+                // post thousands of messages.
+                _outputSignalled = true;
+                _sink.Post(new StreamMessage(StreamKind.TaskOutput, null, this));
+            }
+        }
+    }
+
+    /// <summary>The output written since <paramref name="start"/> objects were read; re-arms the output notice.</summary>
+    internal List<PSObject> OutputFrom(int start)
+    {
+        lock (_gate)
+        {
+            _outputSignalled = false;
+            return start >= _output.Count ? new List<PSObject>(0) : _output.GetRange(start, _output.Count - start);
         }
     }
 
@@ -254,6 +272,13 @@ public sealed class AsyncTask
             }
 
             _sink = sink;
+
+            // A notice taken by an earlier sink says nothing to this one.
+            _outputSignalled = _output.Count > 0;
+            if (_outputSignalled)
+            {
+                sink.Post(new StreamMessage(StreamKind.TaskOutput, null, this));
+            }
         }
     }
 

@@ -25,6 +25,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     private readonly InOrderBuffer<AsyncTask> _order = new();
     private readonly Dictionary<AsyncTask, int> _positions = new();
     private readonly HashSet<AsyncTask> _processed = new();
+    private readonly Dictionary<AsyncTask, int> _emitted = new();
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private Gatherer<IReadOnlyList<PSObject>>? _gatherer;
     private ConcurrencyLimiter? _limiter;
@@ -258,6 +259,35 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         {
             Emit(next);
         }
+
+        // The new head of the order may already have written something: it streams from now on.
+        if (_order.NextIndex < _tasks.Count)
+        {
+            OnTaskOutput(_tasks[_order.NextIndex]);
+        }
+    }
+
+    /// <summary>
+    /// Streams a running task's output as it is written when order allows: the task at the head of
+    /// the input order (every task with -AsCompleted). The others keep theirs until they are the head.
+    /// </summary>
+    internal override void OnTaskOutput(AsyncTask task)
+    {
+        if (_halt is null && _positions.TryGetValue(task, out int position) && (AsCompleted || position == _order.NextIndex))
+        {
+            WriteNewOutput(task);
+        }
+    }
+
+    private void WriteNewOutput(AsyncTask task)
+    {
+        _emitted.TryGetValue(task, out int written);
+        List<PSObject> items = task.OutputFrom(written);
+        _emitted[task] = written + items.Count;
+        foreach (PSObject item in items)
+        {
+            WriteObject(item);
+        }
     }
 
     private void Emit(AsyncTask task)
@@ -269,10 +299,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
 
         if (task.State == WorkTaskState.Completed)
         {
-            foreach (PSObject item in task.Output)
-            {
-                WriteObject(item);
-            }
+            WriteNewOutput(task);
         }
         else if (ReturnExceptions)
         {
