@@ -79,6 +79,17 @@ Describe 'Task execution' {
         }
     }
 
+    Context '-InitializationScript streams (issue 9, item 10)' {
+        It 'delivers the errors and warnings the initialization script writes' {
+            $out = Invoke-Gather { 'x' } -InitializationScript { Write-Error 'init error'; Write-Warning 'init warning' } `
+                -ErrorAction SilentlyContinue -ErrorVariable ev -WarningAction SilentlyContinue -WarningVariable wv
+
+            $out | Should -Be 'x'
+            @($ev | ForEach-Object { "$_" }) | Should -Contain 'init error'
+            @($wv | ForEach-Object { "$_" }) | Should -Contain 'init warning'
+        }
+    }
+
     Context 'output streams while the task runs (issue 9, item 18)' {
         It 'writes the head task''s first object before the task has finished (script block)' {
             $gate = [System.Threading.ManualResetEventSlim]::new($false)

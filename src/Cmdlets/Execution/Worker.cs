@@ -86,6 +86,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     private AsyncTask? _current;
     private ScriptBlock? _body;
     private ScriptBlock? _loop;
+    private readonly List<KeyValuePair<StreamKind, object?>> _orphans = new();
     private bool _drained;
     private SessionState? _session;
     private (HashSet<string> Variables, HashSet<string> Functions)? _baseline;
@@ -534,6 +535,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
                 continue;
             }
 
+            DeliverOrphans(next);
             ResetBetweenItems(_session!, batch.Plan.Settings);
             if (batch.Plan.TouchesSharedScopes)
             {
@@ -602,7 +604,14 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         {
             foreach (ErrorRecord record in ((PSDataCollection<ErrorRecord>)s!).ReadAll())
             {
-                _current?.AddError(record);
+                if (_current is { } task)
+                {
+                    task.AddError(record);
+                }
+                else
+                {
+                    KeepForNextTask(StreamKind.Error, record);
+                }
             }
         };
         Forward(streams.Warning, StreamKind.Warning);
@@ -618,9 +627,49 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         {
             foreach (T record in ((PSDataCollection<T>)s!).ReadAll())
             {
-                _current?.Post(new StreamMessage(kind, record, _current));
+                if (_current is { } task)
+                {
+                    task.Post(new StreamMessage(kind, record, task));
+                }
+                else
+                {
+                    KeepForNextTask(kind, record);
+                }
             }
         };
+    }
+
+    /// <summary>
+    /// A record written while no task runs — by the -InitializationScript, say — belongs to the
+    /// call, not to a task: it is delivered with the next task this worker runs (the call's own
+    /// cmdlet receives it), rather than dropped.
+    /// </summary>
+    private void KeepForNextTask(StreamKind kind, object? record)
+    {
+        lock (_orphans)
+        {
+            _orphans.Add(new KeyValuePair<StreamKind, object?>(kind, record));
+        }
+    }
+
+    private void DeliverOrphans(AsyncTask task)
+    {
+        KeyValuePair<StreamKind, object?>[] orphans;
+        lock (_orphans)
+        {
+            if (_orphans.Count == 0)
+            {
+                return;
+            }
+
+            orphans = _orphans.ToArray();
+            _orphans.Clear();
+        }
+
+        foreach (var orphan in orphans)
+        {
+            task.Post(new StreamMessage(orphan.Key, orphan.Value, task));
+        }
     }
 
     private void OnDriverEnded(IAsyncResult result)
