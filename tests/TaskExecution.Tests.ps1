@@ -171,4 +171,47 @@ Describe 'Task execution' {
             Receive-AsyncTask $t -Wait | Should -Be @('B', 10, 'E')
         }
     }
+
+    Context 'error positions point at the task''s own code (issue 9, item 19)' {
+        It 'points a Write-Error record at the statement that wrote it, not at the module''s driver' {
+            $errors = @(Invoke-Gather { Write-Error 'disk almost full'; 'x' }, { 'B' } 2>&1 |
+                Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+
+            $errors | Should -HaveCount 1
+            $errors[0].InvocationInfo.PositionMessage | Should -Match ([regex]::Escape("Write-Error 'disk almost full'"))
+            $errors[0].InvocationInfo.PositionMessage | Should -Not -Match '__ag'
+            $expected = (Select-String -LiteralPath (Join-Path $PSScriptRoot 'TaskExecution.Tests.ps1') -SimpleMatch "Invoke-Gather { Write-Error 'disk almost full'" | Select-Object -First 1).LineNumber
+            $errors[0].InvocationInfo.ScriptLineNumber | Should -Be $expected
+            @($errors[0].ScriptStackTrace -split '\r?\n') | Should -HaveCount 1
+        }
+
+        It 'gives the line where the statement stands in the caller''s script' {
+            $errors = @(Invoke-Gather {
+                    'x'
+                    Write-Error 'on its own line'
+                } 2>&1 | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+
+            $expected = (Select-String -LiteralPath (Join-Path $PSScriptRoot 'TaskExecution.Tests.ps1') -SimpleMatch "Write-Error 'on its own line'" | Select-Object -First 1).LineNumber
+            $errors[0].InvocationInfo.ScriptLineNumber | Should -Be $expected
+            $errors[0].InvocationInfo.Line | Should -Match 'on its own line'
+        }
+
+        It 'gives the line within a script block created from text' {
+            $sb = [scriptblock]::Create("'x'`nWrite-Error 'second line'")
+            $errors = @(Invoke-Gather $sb 2>&1 | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+
+            $errors[0].InvocationInfo.ScriptLineNumber | Should -Be 2
+        }
+
+        It 'keeps only the task''s own frames in a failed task''s script stack trace' {
+            $t = Start-AsyncTask { function inner { throw 'boom' }; inner }
+            $null = Wait-AsyncGroup $t -Timeout 60
+
+            $t.State | Should -Be 'Failed'
+            $frames = @($t.Error.ScriptStackTrace -split '\r?\n')
+            $frames | Should -HaveCount 2
+            $frames[0] | Should -Match '^at inner'
+            $t.Error.InvocationInfo.PositionMessage | Should -Match 'throw'
+        }
+    }
 }

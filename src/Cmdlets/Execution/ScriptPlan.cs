@@ -265,7 +265,7 @@ internal sealed class ScriptPlan
         }
 
         text.Append(body, position, body.Length - position);
-        return new ScriptPlan(body, text.ToString(), values, settings)
+        return new ScriptPlan(body, PositionPadding(ast) + text, values, settings)
         {
             TouchesSharedScopes = MayTouchSharedScopes(ast),
             HasProcessBlock = ast.ProcessBlock is not null,
@@ -296,6 +296,20 @@ internal sealed class ScriptPlan
             CommandAst c => c.InvocationOperator == TokenKind.Dot || s_scopeCommands.Contains(c.GetCommandName() ?? string.Empty),
             _ => false,
         }, searchNestedScriptBlocks: true) is not null;
+
+    /// <summary>
+    /// Blank lines and spaces that put the body, once parsed in the worker, at the line and column
+    /// where it stands in the caller's script: a task's error positions and stack trace then name
+    /// the caller's own line numbers.
+    /// </summary>
+    private static string PositionPadding(ScriptBlockAst ast)
+    {
+        IScriptExtent extent = ast.Extent;
+        bool braces = HasBraces(ast, extent.Text);
+        int lines = Math.Max(0, extent.StartLineNumber - 1);
+        int columns = Math.Max(0, extent.StartColumnNumber - 1 + (braces ? 1 : 0));
+        return lines == 0 && columns == 0 ? string.Empty : new string('\n', lines) + new string(' ', columns);
+    }
 
     /// <summary>The text between a literal's braces (or the whole text of a created script block).</summary>
     internal static string BodyText(ScriptBlock scriptBlock)

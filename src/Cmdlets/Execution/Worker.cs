@@ -88,6 +88,8 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     private ScriptBlock? _loop;
     private readonly List<KeyValuePair<StreamKind, object?>> _orphans = new();
     private bool _drained;
+    private int _driverFrames;
+    private int _loopFrames;
     private SessionState? _session;
     private (HashSet<string> Variables, HashSet<string> Functions)? _baseline;
     private (HashSet<string> Variables, HashSet<string> Functions)? _itemBaseline;
@@ -215,6 +217,8 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         ScriptPlan plan = _batch!.Plan;
         WorkerSettings settings = plan.Settings;
         _session = session;
+        _driverFrames = TaskErrorPosition.FrameCount(Runspace); // below the initialization script
+        _loopFrames = 0;
         foreach (var preference in settings.Preferences)
         {
             session.PSVariable.Set(preference.Key, preference.Value);
@@ -544,6 +548,13 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
                 RemoveLeftovers(_session!, _itemBaseline.Value);
             }
 
+            if (_loopFrames == 0)
+            {
+                // Called from the task loop: every frame below a task's own code is the driver's.
+                _loopFrames = TaskErrorPosition.FrameCount(Runspace);
+            }
+
+            _driverFrames = _loopFrames;
             next.MarkStarted();
             return true;
         }
@@ -551,6 +562,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
 
     private void FailCurrent(ErrorRecord record)
     {
+        TaskErrorPosition.Relocate(record, _driverFrames, Runspace);
         AsyncTask? current = _current;
         if (current is null)
         {
@@ -604,6 +616,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         {
             foreach (ErrorRecord record in ((PSDataCollection<ErrorRecord>)s!).ReadAll())
             {
+                TaskErrorPosition.Relocate(record, _driverFrames, Runspace);
                 if (_current is { } task)
                 {
                     task.AddError(record);
