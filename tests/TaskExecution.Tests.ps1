@@ -214,4 +214,50 @@ Describe 'Task execution' {
             $t.Error.InvocationInfo.PositionMessage | Should -Match 'throw'
         }
     }
+
+    Context 'a reused worker carries no session state over (issue 9, item 8)' {
+        It 'restores default parameter values, global settings, aliases, drives and modules before the next call' {
+            $first = Invoke-Gather {
+                $PSDefaultParameterValues['Get-Date:Format'] = 'yyyy'
+                $global:FormatEnumerationLimit = 1
+                $global:MaximumHistoryCount = 7
+                Set-Alias -Name agLeakAlias -Value Get-Date -Scope Global
+                $null = New-PSDrive -Name AgLeakDrive -PSProvider FileSystem -Root ([System.IO.Path]::GetTempPath()) -Scope Global
+                New-Module -Name AgLeakModule -ScriptBlock { function Get-AgLeak { 'leak' } } | Import-Module
+                [runspace]::DefaultRunspace.Name
+            }
+
+            # The pool hands out the worker returned last: a later single call gets the same one.
+            $seen = $null
+            foreach ($i in 1..10) {
+                $seen = Invoke-Gather {
+                    [pscustomobject]@{
+                        Worker         = [runspace]::DefaultRunspace.Name
+                        Defaults       = $PSDefaultParameterValues.Count
+                        EnumLimit      = $FormatEnumerationLimit
+                        HistoryCount   = $MaximumHistoryCount
+                        Alias          = [bool](Get-Alias -Name agLeakAlias -ErrorAction SilentlyContinue)
+                        Drive          = [bool](Get-PSDrive -Name AgLeakDrive -ErrorAction SilentlyContinue)
+                        Module         = [bool](Get-Module -Name AgLeakModule)
+                    }
+                }
+                if ($seen.Worker -eq $first) { break }
+            }
+
+            $seen.Worker | Should -Be $first -Because 'the check must run on the worker the first call used'
+            $seen.Defaults | Should -Be 0
+            $seen.EnumLimit | Should -Be 4
+            $seen.HistoryCount | Should -Be 4096
+            $seen.Alias | Should -BeFalse
+            $seen.Drive | Should -BeFalse
+            $seen.Module | Should -BeFalse
+        }
+
+        It 'does not let one pipeline item''s in-place change of $PSDefaultParameterValues reach the next' {
+            1..2 | Invoke-Gather -ThrottleLimit 1 {
+                if ($_ -eq 1) { $PSDefaultParameterValues['Get-Date:Format'] = 'yyyy' }
+                $PSDefaultParameterValues.Count
+            } | Should -Be @(1, 0)
+        }
+    }
 }

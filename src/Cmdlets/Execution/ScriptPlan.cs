@@ -279,6 +279,14 @@ internal sealed class ScriptPlan
     /// </summary>
     public bool TouchesSharedScopes { get; private set; }
 
+    /// <summary>
+    /// True when the call may change session-wide state (aliases, drives, modules, global
+    /// variables): its script block may, or it copies functions or runs an initialization script,
+    /// whose code is not inspected. Only then does a worker restore aliases, drives and modules
+    /// when the call ends.
+    /// </summary>
+    public bool MayChangeSessionState => TouchesSharedScopes || Settings.Functions.Count > 0 || Settings.InitializationScript is not null;
+
     /// <summary>True when the script block has a process block: its task's input is piped in, so that block binds it to <c>$_</c>.</summary>
     public bool HasProcessBlock { get; private set; }
 
@@ -286,12 +294,20 @@ internal sealed class ScriptPlan
     {
         "Set-Variable", "New-Variable", "sv", "nv", "Set-Item", "New-Item", "si", "ni",
         "Import-Module", "ipmo", "Set-Alias", "New-Alias", "sal", "nal", "Invoke-Expression", "iex", ".",
+        "New-PSDrive", "ndr", "mount", "Remove-PSDrive", "rdr", "Remove-Item", "ri", "rm", "del", "Remove-Variable", "rv",
+        "Clear-Variable", "clv", "Remove-Alias", "Remove-Module", "rmo", "New-Module", "nmo",
+    };
+
+    // Session-wide variables a script changes in place or through the engine, without a scope prefix.
+    private static readonly HashSet<string> s_sessionVariables = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "PSDefaultParameterValues", "ExecutionContext", "Host",
     };
 
     private static bool MayTouchSharedScopes(ScriptBlockAst ast) =>
         ast.Find(a => a switch
         {
-            VariableExpressionAst v => v.VariablePath.IsGlobal || v.VariablePath.IsScript,
+            VariableExpressionAst v => v.VariablePath.IsGlobal || v.VariablePath.IsScript || s_sessionVariables.Contains(v.VariablePath.UserPath),
             FunctionDefinitionAst f => f.Name.IndexOf(':') >= 0,
             CommandAst c => c.InvocationOperator == TokenKind.Dot || s_scopeCommands.Contains(c.GetCommandName() ?? string.Empty),
             _ => false,

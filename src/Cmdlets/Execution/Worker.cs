@@ -71,13 +71,6 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
 
     private static readonly List<PSVariable> s_noVariables = new();
 
-    // Variables the engine sets itself; never worth removing between calls.
-    private static readonly HashSet<string> s_engineVariables = new(StringComparer.OrdinalIgnoreCase)
-    {
-        "?", "_", "PSItem", "args", "input", "this", "MyInvocation", "PSCmdlet", "PSBoundParameters",
-        "LASTEXITCODE", "Matches", "__ag", "__ag_init", "__ag_body", "__ag_args", "foreach", "switch", "PSScriptRoot", "PSCommandPath",
-    };
-
     private readonly object _gate = new();
     private readonly WorkerPool _pool;
     private PowerShell? _ps;
@@ -91,8 +84,8 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     private int _driverFrames;
     private int _loopFrames;
     private SessionState? _session;
-    private (HashSet<string> Variables, HashSet<string> Functions)? _baseline;
-    private (HashSet<string> Variables, HashSet<string> Functions)? _itemBaseline;
+    private SessionBaseline? _baseline;
+    private SessionBaseline? _itemBaseline;
     private bool _stopping;
     private bool _abandoned;
     private bool _closing;
@@ -192,7 +185,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     /// <summary>Waits for the next batch; false when the worker is closing or must restart.</summary>
     internal bool NextBatch(SessionState session)
     {
-        _baseline ??= Snapshot(session);
+        _baseline ??= SessionBaseline.Take(session, withSessionItems: true);
         lock (_gate)
         {
             while (_assigned is null && !_closing && !_stopping)
@@ -318,10 +311,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     internal void EndBatch(SessionState session)
     {
         _itemBaseline = null;
-        if (_baseline is { } baseline)
-        {
-            RemoveLeftovers(session, baseline);
-        }
+        _baseline?.Restore(session, sessionItems: _batch?.Plan.MayChangeSessionState ?? true);
 
         ScriptBatch? batch;
         bool stopping;
@@ -359,73 +349,6 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         catch (Exception)
         {
             // Disposing a broken runspace must not take the caller down.
-        }
-    }
-
-    private static (HashSet<string> Variables, HashSet<string> Functions) Snapshot(SessionState session) =>
-        (new HashSet<string>(Names(session, @"variable:\"), StringComparer.OrdinalIgnoreCase),
-         new HashSet<string>(Names(session, @"function:\"), StringComparer.OrdinalIgnoreCase));
-
-    private static IEnumerable<string> Names(SessionState session, string drive)
-    {
-        foreach (PSObject item in session.InvokeProvider.ChildItem.Get(drive, false))
-        {
-            switch (item.BaseObject)
-            {
-                case PSVariable v:
-                    yield return v.Name;
-                    break;
-                case CommandInfo c:
-                    yield return c.Name;
-                    break;
-            }
-        }
-    }
-
-    /// <summary>
-    /// Between calls nothing a task left in the global or script scope survives: variables and
-    /// functions that were not there when the driver started are removed. (Within one call, each
-    /// task's own scope is fresh; only explicit $global:/$script: writes are shared until the call ends.)
-    /// </summary>
-    private static void RemoveLeftovers(SessionState session, (HashSet<string> Variables, HashSet<string> Functions) baseline)
-    {
-        try
-        {
-            foreach (string name in Names(session, @"variable:\"))
-            {
-                if (!baseline.Variables.Contains(name) && !s_engineVariables.Contains(name))
-                {
-                    TryRemove(() => session.PSVariable.Remove("script:" + name));
-                    TryRemove(() => session.PSVariable.Remove("global:" + name));
-                }
-            }
-
-            foreach (string name in Names(session, @"function:\"))
-            {
-                if (!baseline.Functions.Contains(name))
-                {
-                    for (int i = 0; i < 3 && session.InvokeProvider.Item.Exists(@"function:\" + name); i++)
-                    {
-                        TryRemove(() => session.InvokeProvider.Item.Remove(@"function:\" + name, false));
-                    }
-                }
-            }
-        }
-        catch (Exception)
-        {
-            // Best effort: a worker that cannot be cleaned is still correct for its next call's own scope.
-        }
-    }
-
-    private static void TryRemove(Action remove)
-    {
-        try
-        {
-            remove();
-        }
-        catch (Exception)
-        {
-            // Not in that scope, constant or read-only: nothing to remove.
         }
     }
 
@@ -544,8 +467,8 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             if (batch.Plan.TouchesSharedScopes)
             {
                 // After initialization, before the first task: what the call itself defines stays.
-                _itemBaseline ??= Snapshot(_session!);
-                RemoveLeftovers(_session!, _itemBaseline.Value);
+                _itemBaseline ??= SessionBaseline.Take(_session!, withSessionItems: true);
+                _itemBaseline.Restore(_session!, sessionItems: true);
             }
 
             if (_loopFrames == 0)
