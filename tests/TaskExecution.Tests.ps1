@@ -260,4 +260,22 @@ Describe 'Task execution' {
             } | Should -Be @(1, 0)
         }
     }
+
+    Context 'script blocks given as input or arguments (issue 9, item 15)' {
+        It 're-creates a script block piped in, in the worker, rather than running the caller''s' {
+            $v = 'caller'
+            { "v=$v" } | Invoke-Gather { $v = 'worker'; & $_ } | Should -Be 'v=worker'
+        }
+
+        It 're-creates a script block given in -ArgumentList' {
+            $v = 'caller'
+            Invoke-Gather { param($sb) $v = 'worker'; & $sb } -ArgumentList { "v=$v" } | Should -Be 'v=worker'
+        }
+
+        It 're-creates a script block piped to Start-AsyncTask' {
+            $v = 'caller'
+            $t = { "v=$v" } | Start-AsyncTask { $v = 'worker'; & $_ }
+            Receive-AsyncTask $t -Wait | Should -Be 'v=worker'
+        }
+    }
 }

@@ -293,13 +293,52 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     }
 
     /// <summary>The input of the task being run (bound to <c>$_</c>), or null.</summary>
-    internal object? CurrentInput => _current is { HasInput: true } task ? task.InputObject : null;
+    internal object? CurrentInput => _current is { HasInput: true } task ? InWorker(task.InputObject) : null;
 
     /// <summary>True when the task being run has a pipeline input.</summary>
     internal bool CurrentHasInput => _current?.HasInput ?? false;
 
     /// <summary>The arguments of the task being run.</summary>
-    internal object?[] CurrentArguments => _current?.Arguments ?? Array.Empty<object?>();
+    internal object?[] CurrentArguments
+    {
+        get
+        {
+            object?[] arguments = _current?.Arguments ?? Array.Empty<object?>();
+            if (Array.Exists(arguments, a => IsScriptBlock(a)))
+            {
+                arguments = Array.ConvertAll(arguments, InWorker);
+            }
+
+            return arguments;
+        }
+    }
+
+    private static bool IsScriptBlock(object? value) => (value is PSObject pso ? pso.BaseObject : value) is ScriptBlock;
+
+    /// <summary>
+    /// A script block given as pipeline input or in -ArgumentList is bound to the caller's session:
+    /// invoked here it would run against the caller's session state on this thread. It is
+    /// re-created from its text in the worker instead (in the caller's language mode), as the task's
+    /// own script block is; like a $using: value it loses what it was bound to (its closure, its module).
+    /// </summary>
+    private object? InWorker(object? value)
+    {
+        if ((value is PSObject pso ? pso.BaseObject : value) is not ScriptBlock block || _session is not { } session)
+        {
+            return value;
+        }
+
+        PSLanguageMode driverMode = session.LanguageMode;
+        session.LanguageMode = _batch!.Plan.Settings.LanguageMode;
+        try
+        {
+            return ScriptBlock.Create(block.ToString());
+        }
+        finally
+        {
+            session.LanguageMode = driverMode;
+        }
+    }
 
     /// <summary>One object the task being run wrote to its output, as it writes it.</summary>
     internal void Out(PSObject? item) => _current?.AddOutput(item!);
