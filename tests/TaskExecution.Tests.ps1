@@ -278,4 +278,24 @@ Describe 'Task execution' {
             Receive-AsyncTask $t -Wait | Should -Be 'v=worker'
         }
     }
+
+    Context 'Invoke-Gather -Timeout with slow input (issue 9, item 16)' {
+        It 'ends the call, and stops the upstream, when the deadline expires while input still arrives' {
+            $produced = [ref]0
+            $err = try {
+                1..20 | ForEach-Object { Start-Sleep -Milliseconds 500; $produced.Value++; $_ } |
+                    Invoke-Gather -Timeout 1 -WarningAction SilentlyContinue { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } }
+            }
+            catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.Timeout,AsyncGroup.Commands.InvokeGatherCommand'
+            # The upstream would have produced 20 items (10 s) had the call waited for its end.
+            $produced.Value | Should -BeLessThan 10
+        }
+
+        It 'counts the deadline from the first input, not from when the upstream started' {
+            # The upstream takes longer than -Timeout to produce its first object; the tasks are quick.
+            & { Start-Sleep -Milliseconds 3000; 1; 2 } | Invoke-Gather -Timeout 2.5 { $_ * 10 } | Should -Be @(10, 20)
+        }
+    }
 }

@@ -111,18 +111,6 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         // limit) are the limit: items wait in the batch queue, so a worker goes straight from one
         // item to the next. Separate script blocks are separate batches, limited by Core.
         _limiter = PipelineMode ? null : new ConcurrencyLimiter(limit);
-        _gatherer = new Gatherer<IReadOnlyList<PSObject>>(
-            new GatherOptions
-            {
-                ReturnExceptions = ReturnExceptions.IsPresent,
-                Limiter = _limiter,
-                Timeout = TimeoutSpan,
-                TaskTimeout = BoundSeconds(nameof(TaskTimeout), TaskTimeout),
-                StartInline = true, // the work only queues the item for a worker
-                DeferTaskTimeout = true, // -TaskTimeout counts from when a worker starts the item
-            },
-            PipelineStopToken);
-
         if (PipelineMode)
         {
             _pipelineBatch = CreateBatch(ScriptBlock[0], limit);
@@ -145,6 +133,20 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
 
         if (PipelineMode)
         {
+            if (_gatherer is { TimedOut: true })
+            {
+                // -Timeout expired while the upstream was still producing: end the call now (which
+                // also stops the upstream) rather than after the last input.
+                try
+                {
+                    FinishGather(timedOut: true);
+                }
+                finally
+                {
+                    ShutdownOwned();
+                }
+            }
+
             AddTask(_pipelineBatch!, InputObject, hasInput: true);
             DrainAvailable(OnTaskDone);
         }
@@ -171,30 +173,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
                 }
             }
 
-            _gatherer!.Seal();
-            CompleteBatches(); // workers leave as soon as the queue drains, ready for the next call
-            Task all = _gatherer.WhenAllAsync();
-            Pump(all, OnTaskDone, ShowProgress);
-            CatchUp(_tasks);
-            CompleteProgress();
-            try
-            {
-                all.GetAwaiter().GetResult();
-            }
-            catch (OperationCanceledException) when (PipelineStopToken.IsCancellationRequested)
-            {
-                throw new PipelineStoppedException();
-            }
-            catch (TimeoutException ex)
-            {
-                ReportUnfinished("the timeout expired");
-                ThrowTerminatingError(ErrorHelper.Timeout(ex, null));
-            }
-            catch (Exception) when (_gatherer.Trigger?.Tag is AsyncTask trigger)
-            {
-                ReportUnfinished($"task '{trigger.Name}' did not complete");
-                ThrowTerminatingError(ErrorHelper.ForTask(trigger));
-            }
+            FinishGather(timedOut: false);
         }
         finally
         {
@@ -202,7 +181,64 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         }
     }
 
+    /// <summary>
+    /// Waits for every task, writing output and streams meanwhile, then raises what ended the
+    /// gather. <paramref name="timedOut"/>: the -Timeout expired before the input ended; the
+    /// timeout error is thrown even when no started task was cut short.
+    /// </summary>
+    private void FinishGather(bool timedOut)
+    {
+        Gatherer<IReadOnlyList<PSObject>> gatherer = Gatherer;
+        gatherer.Seal();
+        CompleteBatches(); // workers leave as soon as the queue drains, ready for the next call
+        Task all = gatherer.WhenAllAsync();
+        Pump(all, OnTaskDone, ShowProgress);
+        CatchUp(_tasks);
+        CompleteProgress();
+        try
+        {
+            all.GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException) when (PipelineStopToken.IsCancellationRequested)
+        {
+            throw new PipelineStoppedException();
+        }
+        catch (TimeoutException ex)
+        {
+            ReportUnfinished("the timeout expired");
+            ThrowTerminatingError(ErrorHelper.Timeout(ex, null));
+        }
+        catch (Exception) when (gatherer.Trigger?.Tag is AsyncTask trigger)
+        {
+            ReportUnfinished($"task '{trigger.Name}' did not complete");
+            ThrowTerminatingError(ErrorHelper.ForTask(trigger));
+        }
+
+        if (timedOut)
+        {
+            ReportUnfinished("the timeout expired");
+            ThrowTerminatingError(ErrorHelper.Timeout(
+                new TimeoutException($"The gather did not complete within {Timeout:0.###} s: the input had not ended."), null));
+        }
+    }
+
     private bool Bound(string name) => MyInvocation.BoundParameters.ContainsKey(name);
+
+    /// <summary>
+    /// The gather, created when the first task is added (or at the end, for an empty pipeline):
+    /// its -Timeout runs from the first input, not from when an upstream command started.
+    /// </summary>
+    private Gatherer<IReadOnlyList<PSObject>> Gatherer => _gatherer ??= new Gatherer<IReadOnlyList<PSObject>>(
+        new GatherOptions
+        {
+            ReturnExceptions = ReturnExceptions.IsPresent,
+            Limiter = _limiter,
+            Timeout = TimeoutSpan,
+            TaskTimeout = BoundSeconds(nameof(TaskTimeout), TaskTimeout),
+            StartInline = true, // the work only queues the item for a worker
+            DeferTaskTimeout = true, // -TaskTimeout counts from when a worker starts the item
+        },
+        PipelineStopToken);
 
     private void AddTask(ScriptBatch batch, object? input, bool hasInput)
     {
@@ -214,7 +250,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         _tasks.Add(task);
         Own(task);
         task.AttachSink(Sink);
-        task.Bind(_gatherer!.Add(task.ExecuteAsync, tag: task));
+        task.Bind(Gatherer.Add(task.ExecuteAsync, tag: task));
         NotifyWhenDone(task);
     }
 
