@@ -272,6 +272,10 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             {
                 throw; // the driver is being stopped: DriverEnded settles the task
             }
+            catch (Exception) when (_current is null)
+            {
+                throw; // not a task's doing (the loop itself failed): the driver ends and reports it
+            }
             catch (Exception ex) when (IsFlowControl(ex))
             {
                 // 'exit' (or a labelled 'break' with no matching loop) ends the task as it would end
