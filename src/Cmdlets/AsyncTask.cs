@@ -36,6 +36,7 @@ public sealed class AsyncTask
     private DateTimeOffset? _startedAt;
     private int _queued;
     private bool _outputSignalled;
+    private bool _wantsOutputNotices;
     private int _runStarted;
 
     internal AsyncTask(ScriptBatch batch, object? input, bool hasInput, object?[] arguments, Guid ownerRunspaceId)
@@ -206,13 +207,26 @@ public sealed class AsyncTask
         lock (_gate)
         {
             _output.Add(item);
-            if (_sink is not null && !_outputSignalled)
+            if (_wantsOutputNotices && _sink is not null && !_outputSignalled)
             {
                 // One notice until the cmdlet reads: a task writing thousands of objects does not
                 // post thousands of messages.
                 _outputSignalled = true;
                 _sink.Post(new StreamMessage(StreamKind.TaskOutput, null, this));
             }
+        }
+    }
+
+    /// <summary>
+    /// From now on, writing output posts a TaskOutput notice to the attached sink (once until read
+    /// with <see cref="OutputFrom"/>). Only tasks whose output a cmdlet streams ask for it, so the
+    /// others cost no message per task.
+    /// </summary>
+    internal void RequestOutputNotices()
+    {
+        lock (_gate)
+        {
+            _wantsOutputNotices = true;
         }
     }
 
@@ -274,11 +288,7 @@ public sealed class AsyncTask
             _sink = sink;
 
             // A notice taken by an earlier sink says nothing to this one.
-            _outputSignalled = _output.Count > 0;
-            if (_outputSignalled)
-            {
-                sink.Post(new StreamMessage(StreamKind.TaskOutput, null, this));
-            }
+            _outputSignalled = false;
         }
     }
 

@@ -250,6 +250,11 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         _tasks.Add(task);
         Own(task);
         task.AttachSink(Sink);
+        if (AsCompleted || task.Index == _order.NextIndex)
+        {
+            task.RequestOutputNotices(); // its output streams (see OnTaskOutput)
+        }
+
         task.Bind(Gatherer.Add(task.ExecuteAsync, tag: task));
         NotifyWhenDone(task);
     }
@@ -299,7 +304,9 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         // The new head of the order may already have written something: it streams from now on.
         if (_order.NextIndex < _tasks.Count)
         {
-            OnTaskOutput(_tasks[_order.NextIndex]);
+            AsyncTask head = _tasks[_order.NextIndex];
+            head.RequestOutputNotices();
+            OnTaskOutput(head);
         }
     }
 
@@ -436,6 +443,12 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             foreach (AsyncTask task in _tasks)
             {
                 task.AttachSink(Sink);
+                if (AsCompleted || _positions[task] == 0)
+                {
+                    task.RequestOutputNotices();
+                    OnTaskOutput(task); // what it wrote before this call
+                }
+
                 NotifyWhenDone(task);
             }
 
