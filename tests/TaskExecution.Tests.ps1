@@ -227,22 +227,27 @@ Describe 'Task execution' {
                 [runspace]::DefaultRunspace.Name
             }
 
-            # The pool hands out the worker returned last: a later single call gets the same one.
-            $seen = $null
-            foreach ($i in 1..10) {
-                $seen = Invoke-Gather {
-                    [pscustomobject]@{
-                        Worker         = [runspace]::DefaultRunspace.Name
-                        Defaults       = $PSDefaultParameterValues.Count
-                        EnumLimit      = $FormatEnumerationLimit
-                        HistoryCount   = $MaximumHistoryCount
-                        Alias          = [bool](Get-Alias -Name agLeakAlias -ErrorAction SilentlyContinue)
-                        Drive          = [bool](Get-PSDrive -Name AgLeakDrive -ErrorAction SilentlyContinue)
-                        Module         = [bool](Get-Module -Name AgLeakModule)
-                    }
+            Wait-Until { [AsyncGroup.WorkerPoolStatus]::BusyWorkers -notcontains $first } -Because 'the first call''s worker to go back to the pool'
+
+            # Rent every idle worker at once (each item holds its worker until all have started), so
+            # the one the first call used is among them.
+            $n = [AsyncGroup.WorkerPoolStatus]::IdleWorkers + 1
+            $allStarted = [System.Threading.CountdownEvent]::new($n)
+            $rows = 1..$n | Invoke-Gather -ThrottleLimit $n {
+                $e = $using:allStarted
+                $e.Signal()
+                if (-not $e.Wait(30000)) { throw 'the items did not all start' }
+                [pscustomobject]@{
+                    Worker       = [runspace]::DefaultRunspace.Name
+                    Defaults     = $PSDefaultParameterValues.Count
+                    EnumLimit    = $FormatEnumerationLimit
+                    HistoryCount = $MaximumHistoryCount
+                    Alias        = [bool](Get-Alias -Name agLeakAlias -ErrorAction SilentlyContinue)
+                    Drive        = [bool](Get-PSDrive -Name AgLeakDrive -ErrorAction SilentlyContinue)
+                    Module       = [bool](Get-Module -Name AgLeakModule)
                 }
-                if ($seen.Worker -eq $first) { break }
             }
+            $seen = $rows | Where-Object Worker -EQ $first | Select-Object -First 1
 
             $seen.Worker | Should -Be $first -Because 'the check must run on the worker the first call used'
             $seen.Defaults | Should -Be 0
