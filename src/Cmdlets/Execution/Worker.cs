@@ -79,6 +79,8 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     private AsyncTask? _current;
     private ScriptBlock? _body;
     private ScriptBlock? _loop;
+    private ScriptBlock? _plainLoop;
+    private ScriptBlock? _namedBlocksLoop;
     private readonly List<KeyValuePair<StreamKind, object?>> _orphans = new();
     private bool _drained;
     private int _driverFrames;
@@ -246,7 +248,9 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         }
 
         // The loop itself is ours: created in the driver's own mode, like the driver.
-        _loop = ScriptBlock.Create(plan.HasProcessBlock ? TaskLoopScriptNamedBlocks : TaskLoopScript);
+        _loop = plan.HasProcessBlock
+            ? _namedBlocksLoop ??= ScriptBlock.Create(TaskLoopScriptNamedBlocks)
+            : _plainLoop ??= ScriptBlock.Create(TaskLoopScript);
         return init;
     }
 
