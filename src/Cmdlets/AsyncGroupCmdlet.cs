@@ -193,6 +193,11 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
         }
     }
 
+    /// <summary>A task whose records this cmdlet delivers wrote output (on the pipeline thread); most cmdlets emit output only when a task is done.</summary>
+    internal virtual void OnTaskOutput(AsyncTask task)
+    {
+    }
+
     internal void TryWriteWarning(string message) => TryWriteWarning(() => message);
 
     /// <summary>
@@ -290,6 +295,9 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                 break;
             case StreamKind.TaskDone:
                 onTaskDone?.Invoke(message.Task!);
+                break;
+            case StreamKind.TaskOutput:
+                OnTaskOutput(message.Task!);
                 break;
             case StreamKind.Wake:
                 break;

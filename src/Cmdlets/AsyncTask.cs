@@ -35,6 +35,9 @@ public sealed class AsyncTask
     private Worker? _runningOn;
     private DateTimeOffset? _startedAt;
     private int _queued;
+    private bool _outputSignalled;
+    private bool _wantsOutputNotices;
+    private int _runStarted;
 
     internal AsyncTask(ScriptBatch batch, object? input, bool hasInput, object?[] arguments, Guid ownerRunspaceId)
     {
@@ -121,6 +124,10 @@ public sealed class AsyncTask
         }
     }
 
+    /// <summary>The code the script block gave to <c>exit</c>; null when it did not call <c>exit</c>.</summary>
+    /// <remarks><c>exit</c> ends the task, not the worker: the task completes with what it wrote before.</remarks>
+    public int? ExitCode { get; private set; }
+
     /// <summary>When a worker started running the script block; null if it never ran.</summary>
     public DateTime? StartTime => _startedAt?.LocalDateTime;
 
@@ -167,8 +174,12 @@ public sealed class AsyncTask
     /// <summary>Binds the Core task that runs this one; called once, right after the Core task is created.</summary>
     internal void Bind(WorkTask<IReadOnlyList<PSObject>> work)
     {
-        _work = work;
+        Volatile.Write(ref _work, work);
         work.AddDoneCallback(_ => OnDone());
+        if (Volatile.Read(ref _runStarted) == 1)
+        {
+            work.StartTimeout();
+        }
     }
 
     /// <summary>The token Core handed to the work: cancelled when the task is asked to stop.</summary>
@@ -181,15 +192,55 @@ public sealed class AsyncTask
     }
 
     /// <summary>A worker starts running the task now.</summary>
-    internal void MarkStarted() => _startedAt = DateTimeOffset.Now;
+    internal void MarkStarted()
+    {
+        _startedAt = DateTimeOffset.Now;
+        Interlocked.Exchange(ref _runStarted, 1);
+
+        // Its own timeout counts from here, not from when it was queued. A worker may start it
+        // before Bind: then Bind starts the timeout.
+        Volatile.Read(ref _work)?.StartTimeout();
+    }
 
     internal void AddOutput(PSObject item)
     {
         lock (_gate)
         {
             _output.Add(item);
+            if (_wantsOutputNotices && _sink is not null && !_outputSignalled)
+            {
+                // One notice until the cmdlet reads: a task writing thousands of objects does not
+                // post thousands of messages.
+                _outputSignalled = true;
+                _sink.Post(new StreamMessage(StreamKind.TaskOutput, null, this));
+            }
         }
     }
+
+    /// <summary>
+    /// From now on, writing output posts a TaskOutput notice to the attached sink (once until read
+    /// with <see cref="OutputFrom"/>). Only tasks whose output a cmdlet streams ask for it, so the
+    /// others cost no message per task.
+    /// </summary>
+    internal void RequestOutputNotices()
+    {
+        lock (_gate)
+        {
+            _wantsOutputNotices = true;
+        }
+    }
+
+    /// <summary>The output written since <paramref name="start"/> objects were read; re-arms the output notice.</summary>
+    internal List<PSObject> OutputFrom(int start)
+    {
+        lock (_gate)
+        {
+            _outputSignalled = false;
+            return start >= _output.Count ? new List<PSObject>(0) : _output.GetRange(start, _output.Count - start);
+        }
+    }
+
+    internal void SetExitCode(int code) => ExitCode = code;
 
     internal void AddError(ErrorRecord record)
     {
@@ -235,6 +286,9 @@ public sealed class AsyncTask
             }
 
             _sink = sink;
+
+            // A notice taken by an earlier sink says nothing to this one.
+            _outputSignalled = false;
         }
     }
 

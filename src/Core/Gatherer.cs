@@ -22,6 +22,9 @@ public sealed class GatherOptions
 
     /// <summary>Start each task's work on the adding thread (see <see cref="TaskStartOptions.StartInline"/>).</summary>
     public bool StartInline { get; set; }
+
+    /// <summary>Each task's timeout starts when its work calls <see cref="WorkTask.StartTimeout"/> (see <see cref="TaskStartOptions.DeferTimeout"/>).</summary>
+    public bool DeferTaskTimeout { get; set; }
 }
 
 /// <summary>
@@ -62,7 +65,7 @@ public sealed class Gatherer<T>
         AsyncOps.ValidateTimeout(_options.TaskTimeout);
         _ownerToken = cancellationToken;
         _onTaskDone = OnTaskDone; // one delegate for the gather, not one per task
-        _taskOptions = new TaskStartOptions { Limiter = _options.Limiter, Timeout = _options.TaskTimeout };
+        _taskOptions = new TaskStartOptions { Limiter = _options.Limiter, Timeout = _options.TaskTimeout, DeferTimeout = _options.DeferTaskTimeout };
         _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
 
         // One registration for the whole gather rather than one per task on _stop: under load,
@@ -138,6 +141,7 @@ public sealed class Gatherer<T>
                 Timeout = _options.TaskTimeout,
                 Tag = tag,
                 StartInline = _options.StartInline,
+                DeferTimeout = _options.DeferTaskTimeout,
             });
             _tasks.Add(task);
             Interlocked.Increment(ref _unfinished);

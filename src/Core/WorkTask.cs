@@ -44,8 +44,10 @@ public abstract class WorkTask
     private readonly TimeSpan? _timeout;
     private CancellationTokenRegistration _parentRegistration;
     private CancellationTokenSource? _timeoutCts;
+    private bool _timeoutDone;
     private Task? _slot;
     private readonly bool _startInline;
+    private readonly bool _deferTimeout;
     // Done callbacks in registration order: the first in a field, any later ones in a list, so the
     // common case (one callback: the gather's or the group's) allocates no list per task.
     private DoneCallback? _firstCallback;
@@ -77,6 +79,7 @@ public abstract class WorkTask
 
         IsShielded = options?.Shielded ?? false;
         _startInline = options?.StartInline ?? false;
+        _deferTimeout = options?.DeferTimeout ?? false;
         Tag = options?.Tag;
         CancellationToken parent = options?.CancellationToken ?? default;
         if (parent.CanBeCanceled && !IsShielded)
@@ -254,10 +257,9 @@ public abstract class WorkTask
                 Volatile.Write(ref _state, (int)WorkTaskState.Running);
             }
 
-            if (_timeout is { } timeout)
+            if (!_deferTimeout)
             {
-                _timeoutCts = new CancellationTokenSource(timeout);
-                _timeoutCts.Token.Register(static s => ((WorkTask)s!).RequestCancel(CauseTimeout), this);
+                StartTimeout();
             }
 
             try
@@ -289,8 +291,50 @@ public abstract class WorkTask
                 _limiter!.Release();
             }
 
-            _timeoutCts?.Dispose();
+            lock (_gate)
+            {
+                _timeoutCts?.Dispose();
+                _timeoutDone = true;
+            }
+
             _parentRegistration.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Starts the task's own timeout now. For work whose start is deferred
+    /// (<see cref="TaskStartOptions.DeferTimeout"/>) the work calls this when it really begins —
+    /// after waiting in a queue of its own, say — so that waiting never counts against the task.
+    /// Once per task; no effect without a timeout, or once the task is done.
+    /// </summary>
+    public void StartTimeout()
+    {
+        if (_timeout is not { } timeout)
+        {
+            return;
+        }
+
+        CancellationTokenSource cts;
+        lock (_gate)
+        {
+            if (_timeoutCts is not null || _timeoutDone || IsDone)
+            {
+                return;
+            }
+
+            cts = new CancellationTokenSource();
+            _timeoutCts = cts;
+        }
+
+        // Armed outside the gate: an expired timeout cancels (and may finish) the task inline.
+        try
+        {
+            cts.Token.Register(static s => ((WorkTask)s!).RequestCancel(CauseTimeout), this);
+            cts.CancelAfter(timeout);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The task ended meanwhile.
         }
     }
 
@@ -501,6 +545,12 @@ public sealed class TaskStartOptions
 
     /// <summary>The task's own deadline from when it starts running; on expiry it is cancelled and fails with <see cref="TimeoutException"/>.</summary>
     public TimeSpan? Timeout { get; set; }
+
+    /// <summary>
+    /// The work only hands the task off to a queue of its own: the timeout starts when the work
+    /// calls <see cref="WorkTask.StartTimeout"/> (when it really begins), not when it is invoked.
+    /// </summary>
+    public bool DeferTimeout { get; set; }
 
     /// <summary>Ignore the group's cancellation (asyncio's shield).</summary>
     public bool Shielded { get; set; }

@@ -25,6 +25,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     private readonly InOrderBuffer<AsyncTask> _order = new();
     private readonly Dictionary<AsyncTask, int> _positions = new();
     private readonly HashSet<AsyncTask> _processed = new();
+    private readonly Dictionary<AsyncTask, int> _emitted = new();
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private Gatherer<IReadOnlyList<PSObject>>? _gatherer;
     private ConcurrencyLimiter? _limiter;
@@ -126,17 +127,6 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         // limit) are the limit: items wait in the batch queue, so a worker goes straight from one
         // item to the next. Separate script blocks are separate batches, limited by Core.
         _limiter = PipelineMode ? null : new ConcurrencyLimiter(limit);
-        _gatherer = new Gatherer<IReadOnlyList<PSObject>>(
-            new GatherOptions
-            {
-                ReturnExceptions = ReturnExceptions.IsPresent,
-                Limiter = _limiter,
-                Timeout = TimeoutSpan,
-                TaskTimeout = BoundSeconds(nameof(TaskTimeout), TaskTimeout),
-                StartInline = true, // the work only queues the item for a worker
-            },
-            PipelineStopToken);
-
         if (PipelineMode)
         {
             _pipelineBatch = CreateBatch(ScriptBlock[0], limit);
@@ -169,6 +159,20 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
 
         if (PipelineMode)
         {
+            if (_gatherer is { TimedOut: true })
+            {
+                // -Timeout expired while the upstream was still producing: end the call now (which
+                // also stops the upstream) rather than after the last input.
+                try
+                {
+                    FinishGather(timedOut: true);
+                }
+                finally
+                {
+                    ShutdownOwned();
+                }
+            }
+
             AddTask(_pipelineBatch!, InputObject, hasInput: true);
             DrainAvailable(OnTaskDone);
         }
@@ -195,34 +199,52 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
                 }
             }
 
-            _gatherer!.Seal();
-            CompleteBatches(); // workers leave as soon as the queue drains, ready for the next call
-            Task all = _gatherer.WhenAllAsync();
-            Pump(all, OnTaskDone, ShowProgress);
-            CatchUp(_tasks);
-            CompleteProgress();
-            try
-            {
-                all.GetAwaiter().GetResult();
-            }
-            catch (OperationCanceledException) when (PipelineStopToken.IsCancellationRequested)
-            {
-                throw new PipelineStoppedException();
-            }
-            catch (TimeoutException ex)
-            {
-                ReportUnfinished("the timeout expired");
-                ThrowTerminatingError(ErrorHelper.Timeout(ex, null));
-            }
-            catch (Exception) when (_gatherer.Trigger?.Tag is AsyncTask trigger)
-            {
-                ReportUnfinished($"task '{trigger.Name}' did not complete");
-                ThrowTerminatingError(ErrorHelper.ForTask(trigger));
-            }
+            FinishGather(timedOut: false);
         }
         finally
         {
             ShutdownOwned();
+        }
+    }
+
+    /// <summary>
+    /// Waits for every task, writing output and streams meanwhile, then raises what ended the
+    /// gather. <paramref name="timedOut"/>: the -Timeout expired before the input ended; the
+    /// timeout error is thrown even when no started task was cut short.
+    /// </summary>
+    private void FinishGather(bool timedOut)
+    {
+        Gatherer<IReadOnlyList<PSObject>> gatherer = Gatherer;
+        gatherer.Seal();
+        CompleteBatches(); // workers leave as soon as the queue drains, ready for the next call
+        Task all = gatherer.WhenAllAsync();
+        Pump(all, OnTaskDone, ShowProgress);
+        CatchUp(_tasks);
+        CompleteProgress();
+        try
+        {
+            all.GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException) when (PipelineStopToken.IsCancellationRequested)
+        {
+            throw new PipelineStoppedException();
+        }
+        catch (TimeoutException ex)
+        {
+            ReportUnfinished("the timeout expired");
+            ThrowTerminatingError(ErrorHelper.Timeout(ex, null));
+        }
+        catch (Exception) when (gatherer.Trigger?.Tag is AsyncTask trigger)
+        {
+            ReportUnfinished($"task '{trigger.Name}' did not complete");
+            ThrowTerminatingError(ErrorHelper.ForTask(trigger));
+        }
+
+        if (timedOut)
+        {
+            ReportUnfinished("the timeout expired");
+            ThrowTerminatingError(ErrorHelper.Timeout(
+                new TimeoutException($"The gather did not complete within {Timeout:0.###} s: the input had not ended."), null));
         }
     }
 
@@ -236,6 +258,22 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             : message + " To gather tasks by id or name, pass (Get-AsyncTask -Id …) or (Get-AsyncTask -Name …).";
     }
 
+    /// <summary>
+    /// The gather, created when the first task is added (or at the end, for an empty pipeline):
+    /// its -Timeout runs from the first input, not from when an upstream command started.
+    /// </summary>
+    private Gatherer<IReadOnlyList<PSObject>> Gatherer => _gatherer ??= new Gatherer<IReadOnlyList<PSObject>>(
+        new GatherOptions
+        {
+            ReturnExceptions = ReturnExceptions.IsPresent,
+            Limiter = _limiter,
+            Timeout = TimeoutSpan,
+            TaskTimeout = BoundSeconds(nameof(TaskTimeout), TaskTimeout),
+            StartInline = true, // the work only queues the item for a worker
+            DeferTaskTimeout = true, // -TaskTimeout counts from when a worker starts the item
+        },
+        PipelineStopToken);
+
     private void AddTask(ScriptBatch batch, object? input, bool hasInput)
     {
         var task = new AsyncTask(batch, input, hasInput, ArgumentList ?? Array.Empty<object>(), CurrentRunspaceId)
@@ -246,7 +284,12 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         _tasks.Add(task);
         Own(task);
         task.AttachSink(Sink);
-        task.Bind(_gatherer!.Add(task.ExecuteAsync, tag: task));
+        if (AsCompleted || task.Index == _order.NextIndex)
+        {
+            task.RequestOutputNotices(); // its output streams (see OnTaskOutput)
+        }
+
+        task.Bind(Gatherer.Add(task.ExecuteAsync, tag: task));
         NotifyWhenDone(task);
     }
 
@@ -291,6 +334,37 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         {
             Emit(next);
         }
+
+        // The new head of the order may already have written something: it streams from now on.
+        if (_order.NextIndex < _tasks.Count)
+        {
+            AsyncTask head = _tasks[_order.NextIndex];
+            head.RequestOutputNotices();
+            OnTaskOutput(head);
+        }
+    }
+
+    /// <summary>
+    /// Streams a running task's output as it is written when order allows: the task at the head of
+    /// the input order (every task with -AsCompleted). The others keep theirs until they are the head.
+    /// </summary>
+    internal override void OnTaskOutput(AsyncTask task)
+    {
+        if (_halt is null && _positions.TryGetValue(task, out int position) && (AsCompleted || position == _order.NextIndex))
+        {
+            WriteNewOutput(task);
+        }
+    }
+
+    private void WriteNewOutput(AsyncTask task)
+    {
+        _emitted.TryGetValue(task, out int written);
+        List<PSObject> items = task.OutputFrom(written);
+        _emitted[task] = written + items.Count;
+        foreach (PSObject item in items)
+        {
+            WriteObject(item);
+        }
     }
 
     private void Emit(AsyncTask task)
@@ -302,10 +376,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
 
         if (task.State == WorkTaskState.Completed)
         {
-            foreach (PSObject item in task.Output)
-            {
-                WriteObject(item);
-            }
+            WriteNewOutput(task);
         }
         else if (ReturnExceptions)
         {
@@ -403,6 +474,12 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             foreach (AsyncTask task in _tasks)
             {
                 task.AttachSink(Sink);
+                if (AsCompleted || _positions[task] == 0)
+                {
+                    task.RequestOutputNotices();
+                    OnTaskOutput(task); // what it wrote before this call
+                }
+
                 NotifyWhenDone(task);
             }
 

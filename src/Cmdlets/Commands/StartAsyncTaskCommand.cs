@@ -103,7 +103,7 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
         }
         else
         {
-            work = WorkTask<IReadOnlyList<PSObject>>.Run(task.ExecuteAsync, Name, new TaskStartOptions { Limiter = _limiter, Timeout = timeout, Tag = task });
+            work = WorkTask<IReadOnlyList<PSObject>>.Run(task.ExecuteAsync, Name, new TaskStartOptions { Limiter = _limiter, Timeout = timeout, Tag = task, DeferTimeout = true });
         }
 
         task.Bind(work);

@@ -265,7 +265,11 @@ internal sealed class ScriptPlan
         }
 
         text.Append(body, position, body.Length - position);
-        return new ScriptPlan(body, text.ToString(), values, settings) { TouchesSharedScopes = MayTouchSharedScopes(ast) };
+        return new ScriptPlan(body, PositionPadding(ast) + text, values, settings)
+        {
+            TouchesSharedScopes = MayTouchSharedScopes(ast),
+            HasProcessBlock = ast.ProcessBlock is not null,
+        };
     }
 
     /// <summary>
@@ -275,20 +279,53 @@ internal sealed class ScriptPlan
     /// </summary>
     public bool TouchesSharedScopes { get; private set; }
 
+    /// <summary>
+    /// True when the call may change session-wide state (aliases, drives, modules, global
+    /// variables): its script block may, or it copies functions or runs an initialization script,
+    /// whose code is not inspected. Only then does a worker restore aliases, drives and modules
+    /// when the call ends.
+    /// </summary>
+    public bool MayChangeSessionState => TouchesSharedScopes || Settings.Functions.Count > 0 || Settings.InitializationScript is not null;
+
+    /// <summary>True when the script block has a process block: its task's input is piped in, so that block binds it to <c>$_</c>.</summary>
+    public bool HasProcessBlock { get; private set; }
+
     private static readonly HashSet<string> s_scopeCommands = new(StringComparer.OrdinalIgnoreCase)
     {
         "Set-Variable", "New-Variable", "sv", "nv", "Set-Item", "New-Item", "si", "ni",
         "Import-Module", "ipmo", "Set-Alias", "New-Alias", "sal", "nal", "Invoke-Expression", "iex", ".",
+        "New-PSDrive", "ndr", "mount", "Remove-PSDrive", "rdr", "Remove-Item", "ri", "rm", "del", "Remove-Variable", "rv",
+        "Clear-Variable", "clv", "Remove-Alias", "Remove-Module", "rmo", "New-Module", "nmo",
+    };
+
+    // Session-wide variables a script changes in place or through the engine, without a scope prefix.
+    private static readonly HashSet<string> s_sessionVariables = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "PSDefaultParameterValues", "ExecutionContext", "Host",
     };
 
     private static bool MayTouchSharedScopes(ScriptBlockAst ast) =>
         ast.Find(a => a switch
         {
-            VariableExpressionAst v => v.VariablePath.IsGlobal || v.VariablePath.IsScript,
+            VariableExpressionAst v => v.VariablePath.IsGlobal || v.VariablePath.IsScript || s_sessionVariables.Contains(v.VariablePath.UserPath),
             FunctionDefinitionAst f => f.Name.IndexOf(':') >= 0,
             CommandAst c => c.InvocationOperator == TokenKind.Dot || s_scopeCommands.Contains(c.GetCommandName() ?? string.Empty),
             _ => false,
         }, searchNestedScriptBlocks: true) is not null;
+
+    /// <summary>
+    /// Blank lines and spaces that put the body, once parsed in the worker, at the line and column
+    /// where it stands in the caller's script: a task's error positions and stack trace then name
+    /// the caller's own line numbers.
+    /// </summary>
+    private static string PositionPadding(ScriptBlockAst ast)
+    {
+        IScriptExtent extent = ast.Extent;
+        bool braces = HasBraces(ast, extent.Text);
+        int lines = Math.Max(0, extent.StartLineNumber - 1);
+        int columns = Math.Max(0, extent.StartColumnNumber - 1 + (braces ? 1 : 0));
+        return lines == 0 && columns == 0 ? string.Empty : new string('\n', lines) + new string(' ', columns);
+    }
 
     /// <summary>The text between a literal's braces (or the whole text of a created script block).</summary>
     internal static string BodyText(ScriptBlock scriptBlock)

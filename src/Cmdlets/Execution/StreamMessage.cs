@@ -14,6 +14,8 @@ internal enum StreamKind
     Progress,
     /// <summary>A task reached its final state; Payload is the <see cref="AsyncTask"/>.</summary>
     TaskDone,
+    /// <summary>The task wrote output (read it with OutputFrom); posted once until read.</summary>
+    TaskOutput,
     /// <summary>Nothing to write: wakes the pump so it re-checks what it waits for.</summary>
     Wake,
 }

@@ -50,12 +50,36 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     $__ag.EndBatch($ExecutionContext.SessionState)
 }";
 
-    // Variables the engine sets itself; never worth removing between calls.
-    private static readonly HashSet<string> s_engineVariables = new(StringComparer.OrdinalIgnoreCase)
-    {
-        "?", "_", "PSItem", "args", "input", "this", "MyInvocation", "PSCmdlet", "PSBoundParameters",
-        "LASTEXITCODE", "Matches", "__ag", "__ag_init", "foreach", "switch", "PSScriptRoot", "PSCommandPath",
-    };
+    // The per-task loop (see Run). 'do { } while ($false)' keeps a 'break' or 'continue' outside a
+    // loop in a task from ending this loop: it ends the task, as it would end a script. The sink
+    // hands each output object to the task the moment it is written.
+    private const string TaskLoopScript = @"param($__ag_body)
+& {
+    while ($__ag.MoveNext()) {
+        $_ = $__ag.Input
+        $__ag_args = $__ag.Arguments
+        do { try { & $__ag_body @__ag_args } catch { $__ag.Fail($_) } } while ($false)
+    }
+} | & { process { $__ag.Out($_) } }";
+
+    // The same for a script block with a process block: each task runs the whole block (begin,
+    // process, end — as ForEach-Object -Parallel does), with its input piped in so that the
+    // process block binds it to $_.
+    private const string TaskLoopScriptNamedBlocks = @"param($__ag_body)
+& {
+    while ($__ag.MoveNext()) {
+        $_ = $__ag.Input
+        $__ag_args = $__ag.Arguments
+        do {
+            try {
+                if ($__ag.HasInput) { , $_ | & $__ag_body @__ag_args } else { & $__ag_body @__ag_args }
+            }
+            catch { $__ag.Fail($_) }
+        } while ($false)
+    }
+} | & { process { $__ag.Out($_) } }";
+
+    private static readonly List<PSVariable> s_noVariables = new();
 
     private readonly object _gate = new();
     private readonly WorkerPool _pool;
@@ -64,9 +88,16 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     private ScriptBatch? _assigned;
     private AsyncTask? _current;
     private ScriptBlock? _body;
+    private ScriptBlock? _loop;
+    private ScriptBlock? _plainLoop;
+    private ScriptBlock? _namedBlocksLoop;
+    private readonly List<KeyValuePair<StreamKind, object?>> _orphans = new();
+    private bool _drained;
+    private int _driverFrames;
+    private int _loopFrames;
     private SessionState? _session;
-    private (HashSet<string> Variables, HashSet<string> Functions)? _baseline;
-    private (HashSet<string> Variables, HashSet<string> Functions)? _itemBaseline;
+    private SessionBaseline? _baseline;
+    private SessionBaseline? _itemBaseline;
     private bool _stopping;
     private bool _abandoned;
     private bool _closing;
@@ -223,7 +254,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     /// <summary>Waits for the next batch; false when the worker is closing or must restart.</summary>
     internal bool NextBatch(SessionState session)
     {
-        _baseline ??= Snapshot(session);
+        _baseline ??= SessionBaseline.Take(session, withSessionItems: true);
         lock (_gate)
         {
             while (_assigned is null && !_closing && !_stopping)
@@ -248,6 +279,8 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         ScriptPlan plan = _batch!.Plan;
         WorkerSettings settings = plan.Settings;
         _session = session;
+        _driverFrames = TaskErrorPosition.FrameCount(Runspace); // below the initialization script
+        _loopFrames = 0;
         foreach (var preference in settings.Preferences)
         {
             session.PSVariable.Set(preference.Key, preference.Value);
@@ -265,6 +298,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         // FullLanguage workers, while this driver keeps the mode it needs to talk to us.
         PSLanguageMode driverMode = session.LanguageMode;
         session.LanguageMode = settings.LanguageMode;
+        ScriptBlock? init;
         try
         {
             foreach (var function in settings.Functions)
@@ -273,7 +307,107 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             }
 
             _body = ScriptBlock.Create(plan.WorkerText);
-            return settings.InitializationScript is null ? null : ScriptBlock.Create(settings.InitializationScript);
+            init = settings.InitializationScript is null ? null : ScriptBlock.Create(settings.InitializationScript);
+        }
+        finally
+        {
+            session.LanguageMode = driverMode;
+        }
+
+        // The loop itself is ours: created in the driver's own mode, like the driver.
+        _loop = plan.HasProcessBlock
+            ? _namedBlocksLoop ??= ScriptBlock.Create(TaskLoopScriptNamedBlocks)
+            : _plainLoop ??= ScriptBlock.Create(TaskLoopScript);
+        return init;
+    }
+
+    /// <summary>
+    /// The per-task loop. It runs as PowerShell (<see cref="TaskLoopScript"/>) in a child scope of
+    /// the batch scope, one pipeline per batch: each task runs its script block with <c>&amp;</c>
+    /// in a fresh scope of its own (with <c>$_</c> defined), so nothing an item defines is seen by
+    /// the next one, and its output flows through the loop's sink to the task as it is written:
+    /// streamed live, and kept when the task ends early (<c>exit</c>, a stop). <c>exit</c> cannot be
+    /// caught by a script, so it ends the loop's pipeline here, where its code is kept, and the
+    /// loop is entered again for the next task.
+    /// </summary>
+    internal void Run()
+    {
+        _drained = false;
+        while (!_drained)
+        {
+            try
+            {
+                _loop!.InvokeWithContext((IDictionary?)null, s_noVariables, _body!);
+            }
+            catch (PipelineStoppedException)
+            {
+                throw; // the driver is being stopped: DriverEnded settles the task
+            }
+            catch (Exception) when (_current is null)
+            {
+                throw; // not a task's doing (the loop itself failed): the driver ends and reports it
+            }
+            catch (Exception ex) when (IsFlowControl(ex))
+            {
+                // 'exit' (or a labelled 'break' with no matching loop) ends the task as it would end
+                // a script: what it wrote is kept, and the exit code, if any, is recorded.
+                if (ExitCodeOf(ex) is { } code)
+                {
+                    _current?.SetExitCode(code);
+                }
+            }
+            catch (RuntimeException ex)
+            {
+                Fail(ex.ErrorRecord);
+            }
+            catch (Exception ex)
+            {
+                Fail(ErrorHelper.FromException(ex, ErrorIds.TaskFailed, _current));
+            }
+        }
+    }
+
+    /// <summary>The input of the task being run (bound to <c>$_</c>), or null.</summary>
+    internal object? CurrentInput => _current is { HasInput: true } task ? InWorker(task.InputObject) : null;
+
+    /// <summary>True when the task being run has a pipeline input.</summary>
+    internal bool CurrentHasInput => _current?.HasInput ?? false;
+
+    /// <summary>The arguments of the task being run.</summary>
+    internal object?[] CurrentArguments
+    {
+        get
+        {
+            object?[] arguments = _current?.Arguments ?? Array.Empty<object?>();
+            if (Array.Exists(arguments, a => IsScriptBlock(a)))
+            {
+                arguments = Array.ConvertAll(arguments, InWorker);
+            }
+
+            return arguments;
+        }
+    }
+
+    private static bool IsScriptBlock(object? value) => (value is PSObject pso ? pso.BaseObject : value) is ScriptBlock;
+
+    /// <summary>
+    /// A script block given as pipeline input or in -ArgumentList is bound to the caller's session:
+    /// invoked here it would run against the caller's session state on this thread. It is
+    /// re-created from its text in the worker instead (in the caller's language mode), as the task's
+    /// own script block is; like a $using: value it loses what it was bound to (its closure, its module).
+    /// </summary>
+    private object? InWorker(object? value)
+    {
+        if ((value is PSObject pso ? pso.BaseObject : value) is not ScriptBlock block || _session is not { } session)
+        {
+            return value;
+        }
+
+        PSLanguageMode driverMode = session.LanguageMode;
+        session.LanguageMode = _batch!.Plan.Settings.LanguageMode;
+        try
+        {
+            return ScriptBlock.Create(block.ToString());
         }
         finally
         {
@@ -281,58 +415,17 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         }
     }
 
-    /// <summary>
-    /// The per-task loop: each task runs the script block in a fresh child scope of the batch scope
-    /// (InvokeWithContext, with <c>$_</c> defined), so nothing an item defines is seen by the next
-    /// one, and no pipeline is created per item.
-    /// </summary>
-    internal void Run()
-    {
-        ScriptBlock body = _body!;
-        var variables = new List<PSVariable>(1);
-        while (MoveNext())
-        {
-            AsyncTask task = _current!;
-            variables.Clear();
-            if (task.HasInput)
-            {
-                variables.Add(new PSVariable("_", task.InputObject));
-            }
+    /// <summary>One object the task being run wrote to its output, as it writes it.</summary>
+    internal void Out(PSObject? item) => _current?.AddOutput(item!);
 
-            try
-            {
-                foreach (PSObject item in body.InvokeWithContext((IDictionary?)null, variables, task.Arguments))
-                {
-                    task.AddOutput(item);
-                }
-            }
-            catch (PipelineStoppedException)
-            {
-                throw; // the driver is being stopped: DriverEnded settles the task
-            }
-            catch (RuntimeException ex)
-            {
-                Fail(ex.ErrorRecord);
-            }
-            catch (Exception ex) when (IsFlowControl(ex))
-            {
-                // 'exit', or 'break'/'continue' outside a loop, ends the task as it would end a script.
-            }
-            catch (Exception ex)
-            {
-                Fail(ErrorHelper.FromException(ex, ErrorIds.TaskFailed, task));
-            }
-        }
-    }
+    /// <summary>A terminating error of the task being run (caught by the loop).</summary>
+    internal void Fail(ErrorRecord record) => FailCurrent(record);
 
     /// <summary>The batch is drained: the worker goes back to the pool with its driver still running.</summary>
     internal void EndBatch(SessionState session)
     {
         _itemBaseline = null;
-        if (_baseline is { } baseline)
-        {
-            RemoveLeftovers(session, baseline);
-        }
+        _baseline?.Restore(session, sessionItems: _batch?.Plan.MayChangeSessionState ?? true);
 
         ScriptBatch? batch;
         bool stopping;
@@ -341,6 +434,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             batch = _batch;
             _batch = null;
             _body = null;
+            _loop = null;
             _session = null;
             stopping = _stopping || _closing;
         }
@@ -377,75 +471,20 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         }
     }
 
-    private static (HashSet<string> Variables, HashSet<string> Functions) Snapshot(SessionState session) =>
-        (new HashSet<string>(Names(session, @"variable:\"), StringComparer.OrdinalIgnoreCase),
-         new HashSet<string>(Names(session, @"function:\"), StringComparer.OrdinalIgnoreCase));
-
-    private static IEnumerable<string> Names(SessionState session, string drive)
-    {
-        foreach (PSObject item in session.InvokeProvider.ChildItem.Get(drive, false))
-        {
-            switch (item.BaseObject)
-            {
-                case PSVariable v:
-                    yield return v.Name;
-                    break;
-                case CommandInfo c:
-                    yield return c.Name;
-                    break;
-            }
-        }
-    }
-
-    /// <summary>
-    /// Between calls nothing a task left in the global or script scope survives: variables and
-    /// functions that were not there when the driver started are removed. (Within one call, each
-    /// task's own scope is fresh; only explicit $global:/$script: writes are shared until the call ends.)
-    /// </summary>
-    private static void RemoveLeftovers(SessionState session, (HashSet<string> Variables, HashSet<string> Functions) baseline)
-    {
-        try
-        {
-            foreach (string name in Names(session, @"variable:\"))
-            {
-                if (!baseline.Variables.Contains(name) && !s_engineVariables.Contains(name))
-                {
-                    TryRemove(() => session.PSVariable.Remove("script:" + name));
-                    TryRemove(() => session.PSVariable.Remove("global:" + name));
-                }
-            }
-
-            foreach (string name in Names(session, @"function:\"))
-            {
-                if (!baseline.Functions.Contains(name))
-                {
-                    for (int i = 0; i < 3 && session.InvokeProvider.Item.Exists(@"function:\" + name); i++)
-                    {
-                        TryRemove(() => session.InvokeProvider.Item.Remove(@"function:\" + name, false));
-                    }
-                }
-            }
-        }
-        catch (Exception)
-        {
-            // Best effort: a worker that cannot be cleaned is still correct for its next call's own scope.
-        }
-    }
-
-    private static void TryRemove(Action remove)
-    {
-        try
-        {
-            remove();
-        }
-        catch (Exception)
-        {
-            // Not in that scope, constant or read-only: nothing to remove.
-        }
-    }
-
     private static bool IsFlowControl(Exception ex) =>
         ex.GetType().Name is "ExitException" or "BreakException" or "ContinueException" or "ReturnException";
+
+    /// <summary>The code given to 'exit' (read by name: the exception type is not in the reference assemblies).</summary>
+    private static int? ExitCodeOf(Exception ex)
+    {
+        if (ex.GetType().Name != "ExitException")
+        {
+            return null;
+        }
+
+        object? argument = ex.GetType().GetProperty("Argument")?.GetValue(ex);
+        return LanguagePrimitives.TryConvertTo(argument, System.Globalization.CultureInfo.InvariantCulture, out int code) ? code : 0;
+    }
 
     private static void SetLocation(SessionState session, WorkerSettings settings)
     {
@@ -488,7 +527,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         }
     }
 
-    private bool MoveNext()
+    internal bool MoveNext()
     {
         while (true)
         {
@@ -518,12 +557,14 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
 
             if (stop)
             {
+                _drained = true;
                 return false;
             }
 
             AsyncTask? next = batch.Take(this);
             if (next is null)
             {
+                _drained = true;
                 SignalReturning(); // tell renters this worker is about to come back
                 return false;
             }
@@ -533,6 +574,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
                 if (_stopping)
                 {
                     batch.Requeue(next);
+                    _drained = true;
                     return false;
                 }
 
@@ -546,21 +588,30 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
                 continue;
             }
 
+            DeliverOrphans(next);
             ResetBetweenItems(_session!, batch.Plan.Settings);
             if (batch.Plan.TouchesSharedScopes)
             {
                 // After initialization, before the first task: what the call itself defines stays.
-                _itemBaseline ??= Snapshot(_session!);
-                RemoveLeftovers(_session!, _itemBaseline.Value);
+                _itemBaseline ??= SessionBaseline.Take(_session!, withSessionItems: true);
+                _itemBaseline.Restore(_session!, sessionItems: true);
             }
 
+            if (_loopFrames == 0)
+            {
+                // Called from the task loop: every frame below a task's own code is the driver's.
+                _loopFrames = TaskErrorPosition.FrameCount(Runspace);
+            }
+
+            _driverFrames = _loopFrames;
             next.MarkStarted();
             return true;
         }
     }
 
-    private void Fail(ErrorRecord record)
+    private void FailCurrent(ErrorRecord record)
     {
+        TaskErrorPosition.Relocate(record, _driverFrames, Runspace);
         AsyncTask? current = _current;
         if (current is null)
         {
@@ -647,7 +698,15 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         {
             foreach (ErrorRecord record in ((PSDataCollection<ErrorRecord>)s!).ReadAll())
             {
-                _current?.AddError(record);
+                TaskErrorPosition.Relocate(record, _driverFrames, Runspace);
+                if (_current is { } task)
+                {
+                    task.AddError(record);
+                }
+                else
+                {
+                    KeepForNextTask(StreamKind.Error, record);
+                }
             }
         };
         Forward(streams.Warning, StreamKind.Warning);
@@ -663,9 +722,49 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         {
             foreach (T record in ((PSDataCollection<T>)s!).ReadAll())
             {
-                _current?.Post(new StreamMessage(kind, record, _current));
+                if (_current is { } task)
+                {
+                    task.Post(new StreamMessage(kind, record, task));
+                }
+                else
+                {
+                    KeepForNextTask(kind, record);
+                }
             }
         };
+    }
+
+    /// <summary>
+    /// A record written while no task runs — by the -InitializationScript, say — belongs to the
+    /// call, not to a task: it is delivered with the next task this worker runs (the call's own
+    /// cmdlet receives it), rather than dropped.
+    /// </summary>
+    private void KeepForNextTask(StreamKind kind, object? record)
+    {
+        lock (_orphans)
+        {
+            _orphans.Add(new KeyValuePair<StreamKind, object?>(kind, record));
+        }
+    }
+
+    private void DeliverOrphans(AsyncTask task)
+    {
+        KeyValuePair<StreamKind, object?>[] orphans;
+        lock (_orphans)
+        {
+            if (_orphans.Count == 0)
+            {
+                return;
+            }
+
+            orphans = _orphans.ToArray();
+            _orphans.Clear();
+        }
+
+        foreach (var orphan in orphans)
+        {
+            task.Post(new StreamMessage(orphan.Key, orphan.Value, task));
+        }
     }
 
     private void DriverEnded(PowerShell ps, Exception? error)
@@ -681,6 +780,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             _batch = null;
             _assigned = null;
             _body = null;
+            _loop = null;
             _session = null;
             _ps = null;
             abandoned = _abandoned;
@@ -777,6 +877,24 @@ public sealed class WorkerDriverContext
 
     /// <summary>Runs tasks until the batch is drained or the driver is stopped.</summary>
     public void Run() => _worker.Run();
+
+    /// <summary>Finishes the task just run and starts the next one; false when the batch is drained.</summary>
+    public bool MoveNext() => _worker.MoveNext();
+
+    /// <summary>The pipeline input of the task being run (its <c>$_</c>), or null.</summary>
+    public object? Input => _worker.CurrentInput;
+
+    /// <summary>True when the task being run has pipeline input.</summary>
+    public bool HasInput => _worker.CurrentHasInput;
+
+    /// <summary>The arguments of the task being run.</summary>
+    public object?[] Arguments => _worker.CurrentArguments;
+
+    /// <summary>Hands one output object to the task being run.</summary>
+    public void Out(PSObject? item) => _worker.Out(item);
+
+    /// <summary>Fails the task being run with its terminating error.</summary>
+    public void Fail(ErrorRecord record) => _worker.Fail(record);
 
     /// <summary>Returns the worker to the pool once its batch is drained.</summary>
     public void EndBatch(SessionState session) => _worker.EndBatch(session);

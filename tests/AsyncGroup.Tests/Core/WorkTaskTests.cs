@@ -425,6 +425,50 @@ public class WorkTaskTests
     }
 
     [Fact]
+    public async Task A_deferred_task_timeout_counts_from_StartTimeout_not_from_when_the_work_was_invoked()
+    {
+        // The work first waits in a queue of its own (a gate here) for far longer than its timeout.
+        var self = TestAsync.NewGate<WorkTask<int>>();
+        var queued = TestAsync.NewGate();
+        var dequeue = TestAsync.NewGate();
+        var t = WorkTask<int>.Run(async ct =>
+        {
+            queued.TrySetResult();
+            await dequeue.Task;
+            (await self.Task).StartTimeout(); // the work really begins now
+            await Task.Delay(Timeout.Infinite, ct);
+            return 0;
+        }, options: new TaskStartOptions { Timeout = TimeSpan.FromMilliseconds(50), DeferTimeout = true });
+        self.SetResult(t);
+
+        await queued.Task.Bounded();
+        await Task.Delay(300); // six timeouts' worth of waiting in the queue must not count
+        Assert.Equal(WorkTaskState.Running, t.State);
+
+        dequeue.SetResult();
+        await t.Completion.Bounded();
+        Assert.Equal(WorkTaskState.Failed, t.State);
+        Assert.IsType<TimeoutException>(t.Exception);
+    }
+
+    [Fact]
+    public async Task A_deferred_task_timeout_lets_work_that_finishes_in_time_complete()
+    {
+        var self = TestAsync.NewGate<WorkTask<int>>();
+        var t = WorkTask<int>.Run(async _ =>
+        {
+            (await self.Task).StartTimeout();
+            return 7;
+        }, options: new TaskStartOptions { Timeout = TimeSpan.FromSeconds(30), DeferTimeout = true });
+        self.SetResult(t);
+
+        await t.Completion.Bounded();
+        Assert.Equal(WorkTaskState.Completed, t.State);
+        Assert.Equal(7, t.GetResult());
+        t.StartTimeout(); // after the end: no effect, no throw
+    }
+
+    [Fact]
     public void A_negative_task_timeout_is_rejected()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() =>
