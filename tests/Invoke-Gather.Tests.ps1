@@ -388,6 +388,29 @@ Describe 'Invoke-Gather' {
             # Left alone: queued for a worker or running, never cancelled.
             $t.State | Should -BeIn @('Pending', 'Running')
         }
+
+        It 'surfaces no errors of its own when it fires while workers are still being opened' {
+            # Issue 9, item 17: a stop that reached a worker while it was still loading the module
+            # behind the task's first command (Start-Sleep autoloads Microsoft.PowerShell.Utility)
+            # surfaced 'the module could not be loaded' errors. A fresh process, so the pool is
+            # cold; each round asks for more workers than the last one opened.
+            $command = @'
+Import-Module $env:ASYNCGROUP_MANIFEST
+foreach ($timeout in 0.05, 0.1, 0.2, 0.3) {
+    $Error.Clear()
+    try { $null = 1..30 | Invoke-Gather { Start-Sleep -Milliseconds 2000; Get-Date } -ThrottleLimit 30 -Timeout $timeout 3>$null } catch { $null = $_ }
+    foreach ($e in $Error) { "$timeout|$($e.FullyQualifiedErrorId)|$($e.Exception.Message)" }
+}
+'@
+            $run = Invoke-ChildPowerShell -Command $command -TimeoutSeconds 180
+            $run.TimedOut | Should -BeFalse
+            # One error per round, the timeout itself, and nothing else.
+            $run.Output | Should -HaveCount 4
+            foreach ($line in $run.Output) {
+                $line | Should -Match '^[0-9.]+\|AsyncGroup\.Timeout,AsyncGroup\.Commands\.InvokeGatherCommand\|'
+            }
+            $run.ErrorText | Should -BeNullOrEmpty
+        }
     }
 
     Context '-TaskTimeout' {
