@@ -19,7 +19,7 @@ internal sealed class ScriptBatch
     private readonly object _startGate = new();
     private int _starting;  // workers asked for whose runspace is still being rented or opened
     private int _announced; // of those, how many the pool was told are coming straight back
-    private readonly List<Worker> _takers = new(); // workers waiting in Take
+    private readonly List<Worker> _serving = new(); // workers handed this batch that have not left it
 
     public ScriptBatch(ScriptPlan plan, int maxWorkers)
     {
@@ -64,25 +64,7 @@ internal sealed class ScriptBatch
     }
 
     /// <summary>Blocks <paramref name="worker"/> until a task is queued; null when the batch is drained.</summary>
-    internal AsyncTask? Take(Worker worker)
-    {
-        lock (_startGate)
-        {
-            _takers.Add(worker);
-        }
-
-        try
-        {
-            return _queue.Take();
-        }
-        finally
-        {
-            lock (_startGate)
-            {
-                _takers.Remove(worker);
-            }
-        }
-    }
+    internal AsyncTask? Take(Worker worker) => _queue.Take();
 
     /// <summary>Puts back a task a stopping worker took but never started.</summary>
     internal void Requeue(AsyncTask task)
@@ -94,8 +76,13 @@ internal sealed class ScriptBatch
     }
 
     /// <summary>A worker stopped serving this batch (drained, failed or abandoned).</summary>
-    internal void WorkerLeft()
+    internal void WorkerLeft(Worker worker)
     {
+        lock (_startGate)
+        {
+            _serving.Remove(worker);
+        }
+
         if (_queue.WorkerLeft())
         {
             StartWorker();
@@ -129,12 +116,12 @@ internal sealed class ScriptBatch
         }
 
         int announce;
-        Worker[] takers;
+        Worker[] serving;
         lock (_startGate)
         {
             announce = _starting - _announced;
             _announced = _starting;
-            takers = _takers.ToArray();
+            serving = _serving.ToArray();
         }
 
         for (int i = 0; i < announce; i++)
@@ -142,20 +129,38 @@ internal sealed class ScriptBatch
             Pool.Returning();
         }
 
-        // Workers waiting for a task leave now: announced before they even wake, so the caller
-        // returning this instant and renting again finds them on their way back.
-        foreach (Worker taker in takers)
+        // Every worker serving the batch leaves once its current task (if any) ends — whether it
+        // waits for a task, is still preparing for its first, or runs one: announced now, before
+        // the call's last task ends and lets the caller return and rent again.
+        foreach (Worker worker in serving)
         {
-            taker.SignalReturning();
+            worker.SignalReturning();
         }
     }
 
-    /// <summary>A worker asked for is rented (or failed to be): was it announced as coming back?</summary>
-    private bool WorkerArrived()
+    /// <summary>
+    /// A worker asked for is rented (<paramref name="worker"/>), or failed to be (null): was it
+    /// announced as coming back? A rented worker counts as serving the batch from this moment, in
+    /// the same step, so a drain announces it exactly once (as starting, or as serving).
+    /// </summary>
+    private bool WorkerArrived(Worker? worker = null)
     {
         lock (_startGate)
         {
             _starting--;
+            bool announced = _announced > 0;
+            if (worker is not null)
+            {
+                // Under the gate: a drain announces a worker either as starting (counted above) or
+                // as serving (the flag makes its own signal a no-op) — never both.
+                if (announced)
+                {
+                    worker.MarkAnnounced();
+                }
+
+                _serving.Add(worker);
+            }
+
             if (_announced > 0)
             {
                 _announced--;
@@ -209,7 +214,8 @@ internal sealed class ScriptBatch
                 return;
             }
 
-            worker.Start(this, announcedReturning: WorkerArrived());
+            WorkerArrived(worker);
+            worker.Start(this);
         }, CancellationToken.None, TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
     }
 
@@ -218,8 +224,10 @@ internal sealed class ScriptBatch
     {
         if (_queue.TryRemove(task))
         {
-            task.SetCancelled(task.CancellationToken);
+            // Announce before the task ends: ending the call's last task lets the call return,
+            // and a call renting right after must already see these workers on their way back.
             AnnounceIfDrained();
+            task.SetCancelled(task.CancellationToken);
             return;
         }
 

@@ -154,17 +154,14 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     }
 
     /// <summary>
-    /// Hands <paramref name="batch"/> to the driver, starting the driver if it is not running.
-    /// <paramref name="announcedReturning"/>: the pool was already told this worker is coming back
-    /// (its batch was drained while it was being opened).
+    /// The pool was already told this worker is coming back (its batch was drained while it was
+    /// being opened): a later <see cref="SignalReturning"/> must not tell it twice.
     /// </summary>
-    internal void Start(ScriptBatch batch, bool announcedReturning = false)
-    {
-        if (announcedReturning)
-        {
-            Interlocked.Exchange(ref _returningSignalled, 1);
-        }
+    internal void MarkAnnounced() => Interlocked.Exchange(ref _returningSignalled, 1);
 
+    /// <summary>Hands <paramref name="batch"/> to the driver, starting the driver if it is not running.</summary>
+    internal void Start(ScriptBatch batch)
+    {
         bool startDriver;
         lock (_gate)
         {
@@ -200,13 +197,12 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             ps = _ps;
         }
 
-        // A stopped worker whose batch has nothing left comes back to the pool: say so now, so that
-        // a call renting meanwhile waits for it (or, if it takes too long, replaces it) instead of
-        // adding a runspace beside it.
-        if (!task.Batch.HasWork)
-        {
-            SignalReturning();
-        }
+        // A stopped worker usually comes back to the pool: say so now, so that a call renting
+        // meanwhile waits for it (or, if it takes too long, replaces it) instead of adding a
+        // runspace beside it. Announced whatever the batch holds now: a stop is most often part of
+        // cancelling the whole call, whose queued tasks are removed only after this one is stopped.
+        // DriverEnded withdraws the announcement if the worker keeps serving its batch after all.
+        SignalReturning();
 
         try
         {
@@ -439,7 +435,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             stopping = _stopping || _closing;
         }
 
-        batch?.WorkerLeft();
+        batch?.WorkerLeft(this);
         if (!stopping)
         {
             SignalReturning();
@@ -545,11 +541,9 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             if (finished is not null)
             {
                 finished.RunningOn = null;
-                if (!stop && !batch.HasWork)
+                if (!stop)
                 {
-                    // Nothing more can come: tell renters this worker is on its way back before the
-                    // completion lets the caller (or a throttled task waiting for this slot) go on.
-                    SignalReturning();
+                    SignalReturningIfLast();
                 }
 
                 finished.SetCompleted(); // outside the lock: Core's continuation runs inline
@@ -584,6 +578,9 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
 
             if (next.CancellationToken.IsCancellationRequested || next.IsExecutionDone)
             {
+                // Cancelled after it was taken: its queue may be drained (the call timed out), and
+                // ending it may let the call return.
+                SignalReturningIfLast();
                 next.SetCancelled(next.CancellationToken);
                 continue;
             }
@@ -618,6 +615,8 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             return;
         }
 
+        SignalReturningIfLast();
+
         // An error raised while the task is being stopped (say, a command whose module was
         // half-loaded when the stop arrived) is the stop's side effect, not a failure.
         if (current.CancellationToken.IsCancellationRequested)
@@ -627,6 +626,19 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         }
 
         current.SetFailed(record);
+    }
+
+    /// <summary>
+    /// Before this worker ends a task (completed, failed or cancelled): when its batch can hand out
+    /// nothing more, the worker is on its way back, and renters must know before the task's end lets
+    /// the caller return and rent again — or they open a runspace beside this one.
+    /// </summary>
+    private void SignalReturningIfLast()
+    {
+        if (_batch is { } batch && !batch.HasWork)
+        {
+            SignalReturning();
+        }
     }
 
     /// <summary>Tells the pool, once, that this worker is on its way back (called from any thread).</summary>
@@ -826,7 +838,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             return;
         }
 
-        batch?.WorkerLeft();
+        batch?.WorkerLeft(this);
         SignalReturning();
         Interlocked.Exchange(ref _returningSignalled, 0);
         _pool.Return(this, reset: true);
@@ -854,7 +866,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             task));
         task.SetCancelled(task.CancellationToken);
         WithdrawReturning(); // never reused: a call renting now must not wait for it
-        batch?.WorkerLeft();
+        batch?.WorkerLeft(this);
     }
 }
 
