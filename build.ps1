@@ -68,7 +68,6 @@ foreach ($name in $Task) {
 
 $RepoRoot = $PSScriptRoot
 $Solution = Join-Path $RepoRoot 'AsyncGroup.sln'
-$SourceManifest = Join-Path $RepoRoot 'AsyncGroup.psd1'
 $OutDir = Join-Path $RepoRoot 'out'
 $ModuleDir = Join-Path $OutDir 'AsyncGroup'
 $TestResultsDir = Join-Path $RepoRoot 'TestResults'
@@ -97,11 +96,6 @@ function Invoke-Native {
     if ($LASTEXITCODE -ne 0) {
         throw "$What failed (exit code $LASTEXITCODE)."
     }
-}
-
-function Get-ModuleVersion {
-    # The version lives only in the manifest (the csproj reads it from there too).
-    [string] (Import-PowerShellDataFile -Path $SourceManifest).ModuleVersion
 }
 
 # Get-PowerShellCommand: how to start a child of this very PowerShell (a .NET tool, a native
@@ -146,18 +140,14 @@ function Assert-StagedModule {
 }
 
 <#
-  Returns the module (PSModuleInfo) to use for a pinned dependency (build.depends.psd1):
-  - an importable one of the pinned major version, not older than the pinned version;
-  - else, with -FromNuGet, the pinned version restored from NuGet into .tools/packages
-    (build/Tools.proj; a module's NuGet package holds the module under tools/);
-  - else an error that says what is missing and the command that fixes it.
+  Returns the module (PSModuleInfo) to use for a pinned dependency (build.depends.psd1) that
+  build/Tools.proj can restore: an importable one of the pinned major version, not older than
+  the pinned version; else the pinned version restored from NuGet into .tools/packages (a
+  module's NuGet package holds the module under tools/).
 #>
 function Resolve-Dependency {
     param(
-        [Parameter(Mandatory)] [string] $Name,
-        [switch] $FromNuGet,
-        # What to run when the module is missing and cannot be fetched from NuGet.
-        [string] $InstallHint
+        [Parameter(Mandatory)] [string] $Name
     )
     $pinned = [version] $Depends[$Name]
     $found = @(Get-Module -ListAvailable -Name $Name |
@@ -167,10 +157,6 @@ function Resolve-Dependency {
         Write-Host "Using $Name $($found[0].Version) ($($found[0].Path))"
         return $found[0]
     }
-    if (-not $FromNuGet) {
-        throw "$Name $pinned (or a later $($pinned.Major).x) is required and not importable. $InstallHint"
-    }
-
     # NuGet lowercases package folder names.
     $manifest = Join-Path $RepoRoot ".tools/packages/$($Name.ToLowerInvariant())/$pinned/tools/$Name.psd1"
     if (-not (Test-Path -LiteralPath $manifest -PathType Leaf)) {
@@ -293,7 +279,7 @@ function Invoke-Test {
 
     Write-Step 'Test: Pester'
     $testsDir = Join-Path $RepoRoot 'tests'
-    $pester = Resolve-Dependency -Name Pester -FromNuGet
+    $pester = Resolve-Dependency -Name Pester
 
     # A child process, so the staged DLL is never loaded (and locked) by this session and every
     # run starts clean. Paths travel in environment variables; the command has no double quotes,

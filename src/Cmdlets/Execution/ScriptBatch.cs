@@ -63,8 +63,8 @@ internal sealed class ScriptBatch
         AnnounceIfDrained();
     }
 
-    /// <summary>Blocks <paramref name="worker"/> until a task is queued; null when the batch is drained.</summary>
-    internal AsyncTask? Take(Worker worker) => _queue.Take();
+    /// <summary>Blocks a worker until a task is queued; null when the batch is drained.</summary>
+    internal AsyncTask? Take() => _queue.Take();
 
     /// <summary>Puts back a task a stopping worker took but never started.</summary>
     internal void Requeue(AsyncTask task)
@@ -104,9 +104,9 @@ internal sealed class ScriptBatch
     }
 
     /// <summary>
-    /// Once nothing is left to run, a worker still being opened for this batch will go straight back
-    /// to the pool: the pool is told now, so a call renting meanwhile waits for it (or replaces it)
-    /// instead of adding a runspace beside it.
+    /// Once nothing is left to run, every worker of this batch — still being opened, or serving it —
+    /// will go back to the pool: the pool is told now, so a call renting meanwhile waits for it (or
+    /// replaces it) instead of adding a runspace beside it.
     /// </summary>
     private void AnnounceIfDrained()
     {
@@ -149,6 +149,11 @@ internal sealed class ScriptBatch
         {
             _starting--;
             bool announced = _announced > 0;
+            if (announced)
+            {
+                _announced--;
+            }
+
             if (worker is not null)
             {
                 // Under the gate: a drain announces a worker either as starting (counted above) or
@@ -161,13 +166,7 @@ internal sealed class ScriptBatch
                 _serving.Add(worker);
             }
 
-            if (_announced > 0)
-            {
-                _announced--;
-                return true;
-            }
-
-            return false;
+            return announced;
         }
     }
 
@@ -188,12 +187,7 @@ internal sealed class ScriptBatch
             {
                 // Every task ended before a worker was needed (a timeout while the call started):
                 // open no runspace for nothing.
-                if (WorkerArrived())
-                {
-                    Pool.NotReturning();
-                }
-
-                _queue.WorkerFailedToStart();
+                NoWorker(null);
                 return;
             }
 
@@ -204,19 +198,32 @@ internal sealed class ScriptBatch
             }
             catch (Exception ex)
             {
-                if (WorkerArrived())
-                {
-                    Pool.NotReturning();
-                }
-
-                FailQueued(ex);
-                _queue.WorkerFailedToStart();
+                NoWorker(ex);
                 return;
             }
 
             WorkerArrived(worker);
             worker.Start(this);
         }, CancellationToken.None, TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
+    }
+
+    /// <summary>
+    /// A worker asked for will not serve the batch (none was needed, or none could be created,
+    /// <paramref name="failure"/>): withdraw its announcement, fail what is queued, free its place.
+    /// </summary>
+    private void NoWorker(Exception? failure)
+    {
+        if (WorkerArrived())
+        {
+            Pool.NotReturning();
+        }
+
+        if (failure is not null)
+        {
+            FailQueued(failure);
+        }
+
+        _queue.WorkerFailedToStart();
     }
 
     /// <summary>Cancels a task wherever it is: still queued, or running on a worker.</summary>

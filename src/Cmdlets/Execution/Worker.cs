@@ -555,7 +555,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
                 return false;
             }
 
-            AsyncTask? next = batch.Take(this);
+            AsyncTask? next = batch.Take();
             if (next is null)
             {
                 _drained = true;
