@@ -17,6 +17,15 @@ public sealed class ModuleCleanup : IModuleAssemblyCleanup
     /// <inheritdoc />
     public void OnRemove(PSModuleInfo psModuleInfo)
     {
+        if (Worker.OnThisThread is { } worker)
+        {
+            // A task removed the module from its worker's runspace (every worker imports it): that
+            // concerns that runspace alone, not the process's pools and tasks. The worker no longer
+            // has the cmdlets every task may use, so it is not reused after this call.
+            worker.Retire();
+            return;
+        }
+
         AsyncTask[] left = TaskRegistry.Snapshot(AsyncGroupCmdlet.CurrentRunspaceId).Where(t => !t.IsDone).ToArray();
         foreach (AsyncTask task in left)
         {

@@ -51,7 +51,10 @@ internal sealed class WorkerSettings
     /// <summary>Function name → definition text, copied from the caller (-Function).</summary>
     public IReadOnlyList<KeyValuePair<string, string>> Functions { get; }
 
-    /// <summary>Modules imported into each worker (-ImportModule); part of the pool key.</summary>
+    /// <summary>
+    /// Modules imported into each worker, part of the pool key: this module itself (by the path it
+    /// was loaded from) first, then -ImportModule's.
+    /// </summary>
     public IReadOnlyList<string> Modules { get; }
 
     public string? InitializationScript { get; }
@@ -89,11 +92,17 @@ internal sealed class WorkerSettings
             functions.Add(new KeyValuePair<string, string>(function.Name, definition));
         }
 
-        string[] moduleList = (modules ?? Array.Empty<string>())
-            .Where(m => !string.IsNullOrWhiteSpace(m))
+        // Every task can use AsyncGroup's cmdlets (nested gathers, tasks, groups): each worker
+        // imports the very module the caller loaded, however it was imported (by name, by path,
+        // nested in another module). -ImportModule AsyncGroup by name adds nothing: a second
+        // AsyncGroup found in PSModulePath could be another version.
+        string own = OwnModulePath(cmdlet);
+        string[] moduleList = new[] { own }.Concat((modules ?? Array.Empty<string>())
+            .Where(m => !string.IsNullOrWhiteSpace(m) && !string.Equals(m.Trim(), OwnModuleName, StringComparison.OrdinalIgnoreCase))
             .Select(m => ResolveModule(cmdlet, m))
+            .Where(m => !string.Equals(m, own, StringComparison.OrdinalIgnoreCase))
             .Distinct(StringComparer.OrdinalIgnoreCase)
-            .OrderBy(m => m, StringComparer.OrdinalIgnoreCase)
+            .OrderBy(m => m, StringComparer.OrdinalIgnoreCase))
             .ToArray();
 
         return new WorkerSettings(
@@ -104,6 +113,33 @@ internal sealed class WorkerSettings
             functions,
             moduleList,
             initializationScript is null ? null : ScriptPlan.BodyText(initializationScript));
+    }
+
+    private const string OwnModuleName = "AsyncGroup";
+
+    /// <summary>
+    /// Where the caller's AsyncGroup was loaded from (its manifest, or its assembly when it was
+    /// imported as one): importing that path into a worker adds the module the assembly already
+    /// loaded in this process, so tasks run the caller's version, listed by Get-Command and Get-Module.
+    /// </summary>
+    private static string OwnModulePath(PSCmdlet cmdlet)
+    {
+        System.Reflection.Assembly own = typeof(WorkerSettings).Assembly;
+        if (cmdlet.MyInvocation.MyCommand?.Module is { } module && !string.IsNullOrEmpty(module.Path) && System.IO.File.Exists(module.Path))
+        {
+            // A module imported through its manifest reports the assembly as its path and the
+            // manifest's version: import the manifest then, or the worker's version would differ.
+            string manifestBeside = System.IO.Path.Combine(module.ModuleBase, module.Name + ".psd1");
+            bool fromManifest = module.Path.EndsWith(".dll", StringComparison.OrdinalIgnoreCase)
+                && module.Version != own.GetName().Version
+                && System.IO.File.Exists(manifestBeside);
+            return fromManifest ? manifestBeside : module.Path;
+        }
+
+        // Not loaded as a module (the assembly was loaded another way): the manifest beside it, or the assembly itself.
+        string assembly = own.Location;
+        string manifest = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(assembly) ?? string.Empty, OwnModuleName + ".psd1");
+        return System.IO.File.Exists(manifest) ? manifest : assembly;
     }
 
     /// <summary>

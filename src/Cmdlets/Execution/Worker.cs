@@ -216,6 +216,15 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         _ = Task.Delay(StopGracePeriod).ContinueWith(_ => AbandonIfStuck(task), TaskScheduler.Default);
     }
 
+    /// <summary>Called on the worker's own thread: the worker serves the rest of its batch, then is disposed instead of reused.</summary>
+    internal void Retire()
+    {
+        lock (_gate)
+        {
+            _closing = true;
+        }
+    }
+
     /// <summary>Ends the driver (if idle) and disposes the runspace; a busy worker is disposed when its driver ends.</summary>
     internal void Close()
     {
