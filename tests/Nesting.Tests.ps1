@@ -67,4 +67,94 @@ Describe 'Nesting' {
             1..6 | Invoke-Gather -ThrottleLimit 3 { Invoke-Gather { 'still here' } } | Should -Be (@('still here') * 6)
         }
     }
+
+    Context '$using: binds where the script block is handed over' {
+        It 'reads the task''s variable in a nested Invoke-Gather (as ForEach-Object -Parallel does)' {
+            $g = 'OUTER'
+            $out = 'a', 'b' | Invoke-Gather { $g = $_; 1..2 | Invoke-Gather { "$using:g-$_" } }
+            $out | Should -Be @('a-1', 'a-2', 'b-1', 'b-2')
+            $null = $g
+        }
+
+        It 'reads the task''s variable in a nested Start-AsyncTask' {
+            $x = 'OUTER'
+            Invoke-Gather { $x = 'INNER'; $t = Start-AsyncTask { "sees $using:x" }; Receive-AsyncTask $t -Wait } | Should -Be 'sees INNER'
+            $null = $x
+        }
+
+        It 'reads the task''s variable in a Start-AsyncTask inside a nested Start-TaskGroup' {
+            $x = 'OUTER'
+            $out = Invoke-Gather {
+                $x = 'INNER'
+                Start-TaskGroup { $t = Start-AsyncTask { "group sees $using:x" }; Receive-AsyncTask $t -Wait }
+            }
+            $out | Should -Be 'group sees INNER'
+            $null = $x
+        }
+
+        It 'reads the task''s variable under module-qualified names and aliases' {
+            $x = 'OUTER'
+            $out = Invoke-Gather {
+                $x = 'INNER'
+                AsyncGroup\Invoke-Gather { "q $using:x" }
+                $t = AsyncGroup\Start-AsyncTask -ScriptBlock { "s $using:x" }
+                Receive-AsyncTask $t -Wait
+            }
+            $out | Should -Be @('q INNER', 's INNER')
+            $null = $x
+        }
+
+        It 'keeps the caller''s value in plain nested script blocks of the task' {
+            $n = 2
+            $out = Invoke-Gather {
+                $n = 0
+                (1..3 | Where-Object { $_ -gt $using:n }) -join ','
+                & { "call $using:n" }
+                1 | ForEach-Object { "foreach $using:n" }
+            }
+            $out | Should -Be @('3', 'call 2', 'foreach 2')
+            $null = $n
+        }
+
+        It 'mixes both in one block: the outer $using: is the caller''s, the handed-over one the task''s' {
+            $v = 'caller'
+            $out = Invoke-Gather { $v = "task of $using:v"; Invoke-Gather { "inner sees $using:v" } }
+            $out | Should -Be 'inner sees task of caller'
+            $null = $v
+        }
+
+        It 'reads the task''s variable in ForEach-Object -Parallel' -Skip:($PSVersionTable.PSVersion.Major -lt 7) {
+            $v = 'OUTER'
+            $out = Invoke-Gather {
+                $v = 'INNER'
+                1 | ForEach-Object -Parallel { "p $using:v" }
+                1 | Microsoft.PowerShell.Core\ForEach-Object -Parallel { "q $using:v" }
+                1 | % -Parallel { "a $using:v" }
+            }
+            $out | Should -Be @('p INNER', 'q INNER', 'a INNER')
+            $null = $v
+        }
+
+        It 'reads the task''s variable in Start-ThreadJob' -Skip:($null -eq (Get-Command Start-ThreadJob -ErrorAction SilentlyContinue)) {
+            $v = 'OUTER'
+            $out = Invoke-Gather { $v = 'INNER'; Start-ThreadJob { "tj $using:v" } | Receive-Job -Wait -AutoRemoveJob }
+            $out | Should -Be 'tj INNER'
+            $null = $v
+        }
+
+        It 'reads the task''s variable in Start-Job' {
+            $v = 'OUTER'
+            $out = Invoke-Gather { $v = 'INNER'; Start-Job { "job $using:v" } | Receive-Job -Wait -AutoRemoveJob }
+            $out | Should -Be 'job INNER'
+            $null = $v
+        }
+
+        It 'leaves a local Invoke-Command''s $using: to PowerShell, as it does outside a task' {
+            $expected = & { $v = 'x'; try { Invoke-Command { $using:v } } catch { $_.FullyQualifiedErrorId } }
+            $v = 'OUTER'
+            $out = Invoke-Gather { $v = 'INNER'; try { Invoke-Command { $using:v } } catch { $_.FullyQualifiedErrorId } }
+            $out | Should -Be $expected
+            $null = $v
+        }
+    }
 }

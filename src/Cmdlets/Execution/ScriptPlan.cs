@@ -276,7 +276,7 @@ internal sealed class ScriptPlan
         }
 
         int bodyStart = BodyStartOffset(ast);
-        var usings = ast.FindAll(a => a is UsingExpressionAst, searchNestedScriptBlocks: true)
+        var usings = ast.FindAll(a => a is UsingExpressionAst u && !IsHandedOver(u, ast), searchNestedScriptBlocks: true)
             .Cast<UsingExpressionAst>()
             .OrderBy(u => u.Extent.StartOffset)
             .ToList();
@@ -325,6 +325,72 @@ internal sealed class ScriptPlan
 
     /// <summary>True when the script block has a process block: its task's input is piped in, so that block binds it to <c>$_</c>.</summary>
     public bool HasProcessBlock { get; private set; }
+
+    // Commands that run a script block they are given elsewhere (another runspace, thread or
+    // process) and bind its $using: themselves, where they run; module qualifiers are stripped.
+    private static readonly HashSet<string> s_concurrencyCommands = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "Invoke-Gather", "Start-AsyncTask", "Start-TaskGroup", "Start-ThreadJob", "Start-Job", "sajb", "Invoke-Command", "icm",
+    };
+
+    // ForEach-Object and its aliases hand their script block over only with -Parallel.
+    private static readonly HashSet<string> s_forEachCommands = new(StringComparer.OrdinalIgnoreCase) { "ForEach-Object", "%", "foreach" };
+
+    /// <summary>
+    /// True when <paramref name="usingAst"/> lies in a script block that the script hands to a
+    /// concurrency command (a nested Invoke-Gather, Start-AsyncTask, ForEach-Object -Parallel,
+    /// Start-ThreadJob, Start-Job, Invoke-Command…): that command binds it in the task, from the
+    /// task's variables, as PowerShell binds it for those commands. A plain nested block
+    /// (<c>Where-Object { }</c>, <c>&amp; { }</c>) reads the caller's value like the rest of the block.
+    /// </summary>
+    private static bool IsHandedOver(UsingExpressionAst usingAst, ScriptBlockAst root)
+    {
+        for (Ast? node = usingAst.Parent; node is not null && !ReferenceEquals(node, root); node = node.Parent)
+        {
+            if (node is ScriptBlockExpressionAst block && ArgumentOf(block) is { } command && IsConcurrencyCommand(command))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>The command a script block literal is an argument of (directly, in an array, in parentheses…), if any.</summary>
+    private static CommandAst? ArgumentOf(ScriptBlockExpressionAst block)
+    {
+        for (Ast? node = block.Parent; node is not null; node = node.Parent)
+        {
+            switch (node)
+            {
+                case CommandAst command:
+                    return command;
+                case ScriptBlockAst:
+                case StatementBlockAst { Parent: not ArrayExpressionAst and not SubExpressionAst }:
+                    return null;
+            }
+        }
+
+        return null;
+    }
+
+    private static bool IsConcurrencyCommand(CommandAst command)
+    {
+        string? name = command.GetCommandName();
+        if (string.IsNullOrEmpty(name))
+        {
+            return false;
+        }
+
+        name = name!.Substring(name.LastIndexOf('\\') + 1);
+        if (s_concurrencyCommands.Contains(name))
+        {
+            return true;
+        }
+
+        return s_forEachCommands.Contains(name) && command.CommandElements.OfType<CommandParameterAst>().Any(p =>
+            p.ParameterName.Length >= 2 && "Parallel".StartsWith(p.ParameterName, StringComparison.OrdinalIgnoreCase));
+    }
 
     private static readonly HashSet<string> s_scopeCommands = new(StringComparer.OrdinalIgnoreCase)
     {
