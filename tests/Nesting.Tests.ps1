@@ -157,4 +157,213 @@ Describe 'Nesting' {
             $null = $v
         }
     }
+
+    Context 'no pool starvation' {
+        It 'finishes five levels of Invoke-Gather -ThrottleLimit 2, each gathering three children' {
+            $r = Invoke-ChildPowerShell -TimeoutSeconds 240 -Command @'
+Import-Module $env:ASYNCGROUP_MANIFEST
+$out = 1..3 | Invoke-Gather -ThrottleLimit 2 {
+    1..3 | Invoke-Gather -ThrottleLimit 2 {
+        1..3 | Invoke-Gather -ThrottleLimit 2 {
+            1..3 | Invoke-Gather -ThrottleLimit 2 {
+                1..3 | Invoke-Gather -ThrottleLimit 2 { 'leaf' }
+            }
+        }
+    }
+}
+"leaves=$(@($out).Count)"
+"live=$([AsyncGroup.WorkerPoolStatus]::LiveWorkers)"
+'@
+            $r.TimedOut | Should -BeFalse
+            $r.Output | Should -Contain 'leaves=243' -Because $r.ErrorText
+            # Each level holds at most its throttle limit of workers: 2 + 4 + 8 + 16 + 32.
+            [int](($r.Output | Where-Object { $_ -like 'live=*' }) -replace 'live=') | Should -BeLessOrEqual 62
+        }
+
+        It 'finishes five levels of unthrottled Start-AsyncTask and Start-TaskGroup with a default limit of 1' {
+            $r = Invoke-ChildPowerShell -TimeoutSeconds 240 -Command @'
+Import-Module $env:ASYNCGROUP_MANIFEST
+[AsyncGroup.WorkerPoolStatus]::DefaultThrottleLimit = 1
+$t = Start-AsyncTask {
+    Start-TaskGroup {
+        1..2 | ForEach-Object { $null = Start-AsyncTask {
+            $a = 1..2 | Start-AsyncTask { Start-TaskGroup { 1..2 | ForEach-Object { $null = Start-AsyncTask { 'leaf' } } } }
+            $a | Receive-AsyncTask -Wait
+            Invoke-Gather -ThrottleLimit 1 { 'side' }, { 'side' }
+        } }
+    }
+    'top'
+}
+$out = Receive-AsyncTask $t -Wait
+"top=$(@($out | Where-Object { $_ -eq 'top' }).Count)"
+'@
+            $r.TimedOut | Should -BeFalse
+            $r.Output | Should -Contain 'top=1' -Because $r.ErrorText
+        }
+    }
+
+    Context 'a task tree is one ownership tree' {
+        BeforeAll {
+            # A three-level tree whose six leaves signal that they started and count that they
+            # ended (their finally block runs when they are stopped), then wait to be cancelled.
+            # The text runs in a scope that has $sig; New-TreeBlock makes a block that takes it from the caller.
+            $script:Tree = {
+                1..2 | Invoke-Gather -ThrottleLimit 2 {
+                    $sig = $using:sig
+                    1..3 | Invoke-Gather -ThrottleLimit 3 {
+                        $sig = $using:sig
+                        try {
+                            $null = $sig.Started.Signal()
+                            Start-Sleep -Seconds 60
+                        }
+                        finally {
+                            $sig.Ended.Enqueue(1)
+                        }
+                    }
+                }
+            }.ToString()
+
+            function New-TreeSignal {
+                $s = New-SyncHashtable
+                $s.Started = [System.Threading.CountdownEvent]::new(6)
+                $s.Ended = [System.Collections.Concurrent.ConcurrentQueue[int]]::new()
+                $s
+            }
+
+            function New-TreeBlock {
+                [scriptblock]::Create('$sig = $using:sig' + [Environment]::NewLine + $script:Tree)
+            }
+
+            function Assert-TreeEnded($Signal) {
+                # When the outer call has returned, every leaf that started has ended...
+                $Signal.Ended.Count | Should -Be (6 - $Signal.Started.CurrentCount)
+                # ...and no worker is left serving it (a worker may still be resetting for a moment).
+                Wait-NoBusyWorker -TimeoutSeconds 30
+                @(Get-AsyncTask -State Running) | Should -BeNullOrEmpty
+            }
+        }
+
+        It 'ends the whole tree when the outer -Timeout expires' {
+            $sig = New-TreeSignal
+            $tree = New-TreeBlock
+            { Invoke-Gather -Timeout 3 -WarningAction SilentlyContinue $tree } |
+                Should -Throw -ErrorId 'AsyncGroup.Timeout,AsyncGroup.Commands.InvokeGatherCommand'
+            Assert-TreeEnded $sig
+        }
+
+        It 'ends a five-level tree before the outer -Timeout returns, abandoning nothing' {
+            $r = Invoke-ChildPowerShell -TimeoutSeconds 240 -Command @'
+Import-Module $env:ASYNCGROUP_MANIFEST
+$sig = [hashtable]::Synchronized(@{ Started = [System.Collections.Concurrent.ConcurrentQueue[int]]::new(); Ended = [System.Collections.Concurrent.ConcurrentQueue[int]]::new() })
+$leaf = '$sig = $using:sig; try { $sig.Started.Enqueue(1); Start-Sleep -Seconds 60 } finally { $sig.Ended.Enqueue(1) }'
+$text = '$sig = $using:sig; 1..2 | Invoke-Gather -ThrottleLimit 2 { ' + $leaf + ' }'
+foreach ($level in 1..4) { $text = '$sig = $using:sig; 1..2 | Invoke-Gather -ThrottleLimit 2 { ' + $text + ' }' }
+$tree = [scriptblock]::Create($text)
+try { 1 | Invoke-Gather -Timeout 10 $tree -WarningVariable warned -WarningAction SilentlyContinue } catch { "error=$($_.FullyQualifiedErrorId)" }
+"started=$($sig.Started.Count)"
+"ended=$($sig.Ended.Count)"
+"abandoned=$(@($warned | Where-Object { "$_" -match 'abandoned' }).Count)"
+'@
+            $r.TimedOut | Should -BeFalse
+            $r.Output | Should -Contain 'error=AsyncGroup.Timeout,AsyncGroup.Commands.InvokeGatherCommand' -Because $r.ErrorText
+            # 32 leaves, once every worker could open within the timeout; each ended before the call returned.
+            $started = ($r.Output | Where-Object { $_ -like 'started=*' }) -replace 'started='
+            $r.Output | Should -Contain "ended=$started"
+            $r.Output | Should -Contain 'abandoned=0'
+        }
+
+        It 'ends the whole tree when the outer task is stopped with Stop-AsyncTask' {
+            $sig = New-TreeSignal
+            $t = Start-AsyncTask (New-TreeBlock)
+            $sig.Started.Wait([TimeSpan]::FromSeconds(60)) | Should -BeTrue -Because 'every leaf starts'
+            Stop-AsyncTask -Task $t
+            $null = Wait-AsyncGroup -Task $t -Timeout 60
+            $t.State | Should -Be 'Cancelled'
+            $sig.Ended.Count | Should -Be 6
+            Assert-TreeEnded $sig
+        }
+
+        It 'ends the whole tree on Ctrl+C' {
+            $sig = New-TreeSignal
+            $sig.Tree = (New-TreeBlock).ToString()
+            $r = Invoke-StopHarness -Signal $sig -StartedCount 6 -StartTimeoutSeconds 60 -StopDeadlineSeconds 30 -Script @'
+param($Signal)
+$sig = $Signal
+Invoke-Gather ([scriptblock]::Create($Signal.Tree))
+'@
+            $r.Started | Should -BeTrue
+            $r.Completed | Should -BeTrue
+            $r.State | Should -Be 'Stopped'
+            $sig.Ended.Count | Should -Be 6
+            Wait-NoBusyWorker -TimeoutSeconds 30
+        }
+
+        It 'ends the whole tree when Select-Object -First stops the outer gather' {
+            $sig = New-TreeSignal
+            $tree = $script:Tree
+            $out = 1..2 | Invoke-Gather -ThrottleLimit 2 {
+                $sig = $using:sig
+                if ($_ -eq 1) {
+                    $deadline = [DateTime]::UtcNow.AddSeconds(60)
+                    $null = $sig.Started.Wait([TimeSpan]::FromSeconds(60))
+                    'first'
+                }
+                else {
+                    & ([scriptblock]::Create($using:tree))
+                }
+            } | Select-Object -First 1
+            $out | Should -Be 'first'
+            $sig.Started.CurrentCount | Should -Be 0
+            Assert-TreeEnded $sig
+        }
+
+        It 'cancels the tasks a task started and never awaited when it ends, with a warning naming them' {
+            $out = Invoke-Gather {
+                $script:orphan = Start-AsyncTask -Name Orphan-A { Start-Sleep -Seconds 60 }
+                $null = Start-AsyncTask -Name Orphan-B { Start-Sleep -Seconds 60 }
+                $done = Start-AsyncTask -Name Awaited { 'awaited' }
+                Receive-AsyncTask $done -Wait
+            } -WarningVariable warned -WarningAction SilentlyContinue
+            $out | Should -Be 'awaited'
+            @($warned).Count | Should -Be 1
+            "$($warned[0])" | Should -Match "'Orphan-A', 'Orphan-B'"
+            "$($warned[0])" | Should -Not -Match 'Awaited'
+            Wait-NoBusyWorker -TimeoutSeconds 30
+        }
+
+        It 'cancels them when the owning task fails too, before its failure is reported' {
+            $sig = New-SyncHashtable
+            $sig.Started = [System.Threading.ManualResetEventSlim]::new($false)
+            $sig.Ended = 0
+            {
+                Invoke-Gather {
+                    $sig = $using:sig
+                    $null = Start-AsyncTask -Name Orphan { $s = $using:sig; try { $s.Started.Set(); Start-Sleep -Seconds 60 } finally { $s.Ended = 1 } }
+                    $null = $sig.Started.Wait([TimeSpan]::FromSeconds(60))
+                    throw 'owner failed'
+                } -WarningAction SilentlyContinue
+            } | Should -Throw 'owner failed'
+            $sig.Started.IsSet | Should -BeTrue
+            $sig.Ended | Should -Be 1
+        }
+
+        It 'gives a nested Start-TaskGroup''s failure to the outer group as a nested aggregate' {
+            $err = $null
+            try {
+                Start-TaskGroup -Name Outer {
+                    $null = Start-AsyncTask -Name Middle { Start-TaskGroup -Name Inner { $null = Start-AsyncTask -Name Leaf { throw 'deep' } } }
+                }
+            }
+            catch { $err = $_ }
+            $err | Should -Not -BeNullOrEmpty
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskGroupFailed,AsyncGroup.Commands.StartTaskGroupCommand'
+            $outer = $err.Exception
+            $outer | Should -BeOfType ([AsyncGroup.Core.TaskGroupException])
+            $outer.GroupName | Should -Be 'Outer'
+            $inner = $outer.InnerExceptions[0]
+            $inner | Should -BeOfType ([AsyncGroup.Core.TaskGroupException])
+            $inner.GroupName | Should -Be 'Inner'
+            $inner.InnerExceptions[0].Message | Should -Be 'deep'
+        }
+    }
 }

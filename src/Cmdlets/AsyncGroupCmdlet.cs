@@ -174,7 +174,15 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
         }
 
         Task all = Task.WhenAll(owned.Select(t => t.Work.Completion));
-        if (!all.Wait(ShutdownBound) && writeWarnings)
+        bool ended = all.Wait(ShutdownBound);
+        if (!ended && owned.Any(t => !t.IsDone && t.HasLiveChildren))
+        {
+            // A task tree stops from the leaves up, each level within its own grace period: a
+            // task still waiting for its stopping children is not stuck (see Worker.Stop).
+            ended = all.Wait(Worker.TreeStopExtension);
+        }
+
+        if (!ended && writeWarnings)
         {
             TryWriteWarning($"{owned.Count(t => !t.IsDone)} task(s) did not stop within {ShutdownBound.TotalSeconds:0} s; they were abandoned.");
         }

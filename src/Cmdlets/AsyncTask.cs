@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using System.Management.Automation;
 using System.Threading;
 using System.Threading.Tasks;
@@ -38,6 +39,8 @@ public sealed class AsyncTask
     private bool _outputSignalled;
     private bool _wantsOutputNotices;
     private int _runStarted;
+    private List<AsyncTask>? _children;
+    private int _liveChildren;
 
     internal AsyncTask(ScriptBatch batch, object? input, bool hasInput, object?[] arguments, Guid ownerRunspaceId)
     {
@@ -153,6 +156,12 @@ public sealed class AsyncTask
         get => Volatile.Read(ref _runningOn);
         set => Volatile.Write(ref _runningOn, value);
     }
+
+    /// <summary>
+    /// The task whose script block started this one (Start-AsyncTask, Invoke-Gather or
+    /// Start-TaskGroup inside a task), or null for a task the session started itself.
+    /// </summary>
+    public AsyncTask? Parent { get; private set; }
 
     /// <summary>Position in the gather that created it (-1 outside a gather).</summary>
     internal int Index { get; set; } = -1;
@@ -305,11 +314,13 @@ public sealed class AsyncTask
 
     internal void SetCompleted()
     {
+        EndChildren();
         _execution.TrySetResult(Output);
     }
 
     internal void SetFailed(ErrorRecord record)
     {
+        EndChildren();
         lock (_gate)
         {
             _error = record;
@@ -318,12 +329,86 @@ public sealed class AsyncTask
         _execution.TrySetException(record.Exception);
     }
 
-    internal bool SetCancelled(CancellationToken token) => _execution.TrySetCanceled(token);
+    internal bool SetCancelled(CancellationToken token)
+    {
+        EndChildren();
+        return _execution.TrySetCanceled(token);
+    }
+
+    /// <summary>Records that <paramref name="parent"/>'s script block started this task (called once, before <see cref="Bind"/>).</summary>
+    internal void SetParent(AsyncTask? parent)
+    {
+        if (parent is null)
+        {
+            return;
+        }
+
+        Parent = parent;
+        Interlocked.Increment(ref parent._liveChildren);
+    }
+
+    /// <summary>True while a task this task's script block started (in any way) has not ended.</summary>
+    internal bool HasLiveChildren => Volatile.Read(ref _liveChildren) > 0;
+
+    /// <summary>
+    /// A task its script block started with Start-AsyncTask (outside a task group): owned by this
+    /// task, so cancelled when this task's script ends without having awaited it.
+    /// </summary>
+    internal void Adopt(AsyncTask child)
+    {
+        lock (_gate)
+        {
+            (_children ??= new List<AsyncTask>()).Add(child);
+        }
+    }
+
+    /// <summary>
+    /// Before this task's end is published: the tasks it started and never awaited are cancelled
+    /// and awaited (bounded), with a warning that names them — asyncio warns about a task destroyed
+    /// while pending. So a task tree is one ownership tree: whoever waits for this task waits for
+    /// everything it started.
+    /// </summary>
+    private void EndChildren()
+    {
+        AsyncTask[] left;
+        lock (_gate)
+        {
+            if (_children is null)
+            {
+                return;
+            }
+
+            left = _children.Where(c => !c.IsDone).ToArray();
+            _children = null;
+        }
+
+        if (left.Length == 0)
+        {
+            return;
+        }
+
+        foreach (AsyncTask child in left)
+        {
+            child.Cancel();
+        }
+
+        bool stopped = Task.WhenAll(left.Select(c => c.Work.Completion)).Wait(Commands.AsyncGroupCmdlet.ShutdownBound);
+        Post(new StreamMessage(
+            StreamKind.Warning,
+            $"Task '{Name}' ended while {left.Length} task(s) it started were still running; they were cancelled: {string.Join(", ", left.Select(c => "'" + c.Name + "'"))}."
+            + (stopped ? string.Empty : " Some did not stop in time; their runspaces are disposed when they end."),
+            this));
+    }
 
     internal bool IsExecutionDone => _execution.Task.IsCompleted;
 
     private void OnDone()
     {
+        if (Parent is { } parent)
+        {
+            Interlocked.Decrement(ref parent._liveChildren);
+        }
+
         if (Interlocked.Exchange(ref _queued, 1) == 0)
         {
             Batch.Unregister(); // cancelled before its work ever ran

@@ -280,6 +280,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         {
             Index = _tasks.Count,
         };
+        task.SetParent(Worker.OnThisThread?.Current); // a gather inside a task: part of that task's tree
         _positions[task] = _tasks.Count;
         _tasks.Add(task);
         Own(task);

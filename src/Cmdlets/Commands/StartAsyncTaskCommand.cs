@@ -103,9 +103,21 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
         }
         else
         {
-            work = WorkTask<IReadOnlyList<PSObject>>.Run(task.ExecuteAsync, Name, new TaskStartOptions { Limiter = _limiter, Timeout = timeout, Tag = task, DeferTimeout = true });
+            // Started by a task's script block: that task owns it (its cancellation reaches this one,
+            // and it is cancelled when that task ends without awaiting it).
+            AsyncTask? parent = Worker.OnThisThread?.Current;
+            work = WorkTask<IReadOnlyList<PSObject>>.Run(task.ExecuteAsync, Name, new TaskStartOptions
+            {
+                Limiter = _limiter,
+                Timeout = timeout,
+                Tag = task,
+                DeferTimeout = true,
+                CancellationToken = parent?.CancellationToken ?? default,
+            });
+            parent?.Adopt(task);
         }
 
+        task.SetParent(Worker.OnThisThread?.Current);
         task.Bind(work);
         TaskRegistry.Add(task);
         WriteObject(task);

@@ -31,6 +31,15 @@ internal sealed class Worker
     /// <summary>How long a cancelled task may take to stop before its runspace is abandoned.</summary>
     internal static readonly TimeSpan StopGracePeriod = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// How many more grace periods a stopped task that still has live child tasks is given before it
+    /// is abandoned: a tree stops from the leaves up, each level under its own grace period.
+    /// </summary>
+    private const int MaxAbandonPostponements = 10;
+
+    /// <summary>The longest a stopped task with live children may take beyond its own grace period.</summary>
+    internal static readonly TimeSpan TreeStopExtension = TimeSpan.FromTicks(StopGracePeriod.Ticks * MaxAbandonPostponements);
+
     // PowerShell's own pipeline threads get 10 MB (deep recursion in scripts must behave the same).
     private const int DriverStackSize = 10_000_000;
 
@@ -213,7 +222,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             // The driver ended meanwhile.
         }
 
-        _ = Task.Delay(StopGracePeriod).ContinueWith(_ => AbandonIfStuck(task), TaskScheduler.Default);
+        ScheduleAbandonCheck(task, 0);
     }
 
     /// <summary>Called on the worker's own thread: the worker serves the rest of its batch, then is disposed instead of reused.</summary>
@@ -853,13 +862,25 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         _pool.Return(this, reset: true);
     }
 
-    private void AbandonIfStuck(AsyncTask task)
+    private void ScheduleAbandonCheck(AsyncTask task, int postponed) =>
+        _ = Task.Delay(StopGracePeriod).ContinueWith(_ => AbandonIfStuck(task, postponed), TaskScheduler.Default);
+
+    private void AbandonIfStuck(AsyncTask task, int postponed)
     {
         ScriptBatch? batch;
         lock (_gate)
         {
             if (!ReferenceEquals(_current, task) || task.IsExecutionDone)
             {
+                return;
+            }
+
+            if (task.HasLiveChildren && postponed < MaxAbandonPostponements)
+            {
+                // The task waits for tasks it started, which are being stopped too (each under its
+                // own grace period): it is not stuck, and abandoning it would let its owner return
+                // while part of its tree still runs. Look again after another grace period.
+                ScheduleAbandonCheck(task, postponed + 1);
                 return;
             }
 
