@@ -366,4 +366,46 @@ Invoke-Gather ([scriptblock]::Create($Signal.Tree))
             $inner.InnerExceptions[0].Message | Should -Be 'deep'
         }
     }
+
+    Context 'a failed Start-TaskGroup keeps its tasks' {
+        It 'lists them in its error, succeeded sibling included, and Get-AsyncTask still finds them' {
+            $err = $null
+            try {
+                Start-TaskGroup -Name Shop {
+                    $db = Start-AsyncTask -Name Db { 'db rows' }
+                    $null = Start-AsyncTask -Name Web -ArgumentList $db {
+                        param($db)
+                        while (-not $db.IsDone) { Start-Sleep -Milliseconds 10 }
+                        throw 'web down'
+                    }
+                }
+            }
+            catch { $err = $_ }
+            [GC]::Collect()
+            [GC]::WaitForPendingFinalizers()
+
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskGroupFailed,AsyncGroup.Commands.StartTaskGroupCommand'
+            $tasks = @($err.Exception.Tasks)
+            $tasks.Name | Should -Be @('Db', 'Web')
+            $tasks[0] | Should -BeOfType ([AsyncGroup.AsyncTask])
+            $tasks[0].State | Should -Be 'Completed'
+            $tasks[0].Output | Should -Be 'db rows'
+            $tasks[1].State | Should -Be 'Failed'
+            (Get-AsyncTask -Name Db).Output | Should -Be 'db rows'
+            (Get-AsyncTask -Name Web).Error.Exception.Message | Should -Be 'web down'
+        }
+
+        It 'lists a nested group''s tasks in the nested aggregate' {
+            $err = $null
+            try {
+                Start-TaskGroup -Name Outer {
+                    $null = Start-AsyncTask -Name Middle { Start-TaskGroup -Name Inner { $null = Start-AsyncTask -Name Leaf { throw 'deep' } } }
+                }
+            }
+            catch { $err = $_ }
+            @($err.Exception.Tasks).Name | Should -Be 'Middle'
+            @($err.Exception.InnerExceptions[0].Tasks).Name | Should -Be 'Leaf'
+            @($err.Exception.InnerExceptions[0].Tasks)[0].Parent.Name | Should -Be 'Middle'
+        }
+    }
 }

@@ -261,7 +261,13 @@ public sealed class TaskGroup
         _cts.Dispose();
         if (errors.Length > 0)
         {
-            throw new TaskGroupException(Name, errors);
+            object[] tasks;
+            lock (_gate)
+            {
+                tasks = _children.Select(c => c.Tag ?? c).ToArray();
+            }
+
+            throw new TaskGroupException(Name, errors, tasks);
         }
 
         if (_ownerToken.IsCancellationRequested)
@@ -383,16 +389,30 @@ public sealed class TaskGroupException : AggregateException
 {
     /// <summary>Creates the aggregate for group <paramref name="groupName"/>.</summary>
     public TaskGroupException(string groupName, IEnumerable<Exception> errors)
-        : this(groupName, errors.ToArray())
+        : this(groupName, errors.ToArray(), Array.Empty<object>())
     {
     }
 
-    private TaskGroupException(string groupName, Exception[] errors)
+    /// <summary>Creates the aggregate for group <paramref name="groupName"/>, which ran <paramref name="tasks"/>.</summary>
+    public TaskGroupException(string groupName, IEnumerable<Exception> errors, IEnumerable<object> tasks)
+        : this(groupName, errors.ToArray(), tasks.ToArray())
+    {
+    }
+
+    private TaskGroupException(string groupName, Exception[] errors, object[] tasks)
         : base(BuildMessage(groupName, errors), errors)
     {
         GroupName = groupName;
+        Tasks = tasks;
         _message = BuildMessage(groupName, errors);
     }
+
+    /// <summary>
+    /// Every task the group ran, in the order they were started — failed, cancelled and succeeded
+    /// alike, so a succeeded sibling's result can still be read — each as its
+    /// <see cref="WorkTask.Tag"/> when it has one (the object the caller knows it by), else the task.
+    /// </summary>
+    public IReadOnlyList<object> Tasks { get; }
 
     private readonly string _message;
 
