@@ -408,4 +408,50 @@ Invoke-Gather ([scriptblock]::Create($Signal.Tree))
             @($err.Exception.InnerExceptions[0].Tasks)[0].Parent.Name | Should -Be 'Middle'
         }
     }
+
+    Context 'streams and errors from any depth' {
+        It 'delivers a record written three levels down to the top caller while the tree still runs' {
+            $r = Invoke-InNewRunspace -Script @'
+param($Signal)
+$sig = $Signal
+Invoke-Gather {
+    $sig = $using:sig
+    Invoke-Gather {
+        $sig = $using:sig
+        Invoke-Gather {
+            $sig = $using:sig
+            Write-Warning 'from the deep'
+            # The top caller's warning stream has it before this task ends.
+            $deadline = [DateTime]::UtcNow.AddSeconds(60)
+            while ($sig.Streams.Warning.Count -lt 1 -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 20 }
+            "seen live: $($sig.Streams.Warning.Count -ge 1)"
+        }
+    }
+}
+'@
+            $r.Failure | Should -BeNullOrEmpty
+            $r.Output | Should -Be 'seen live: True'
+            @($r.Signal.Streams.Warning).Message | Should -Be 'from the deep'
+        }
+
+        It 'honours the top caller''s common parameters at any depth' {
+            $verbose = Invoke-Gather -Verbose { Invoke-Gather { Invoke-Gather { Write-Verbose 'deep verbose' } } } 4>&1
+            "$verbose" | Should -Be 'deep verbose'
+
+            $warnings = Invoke-Gather -WarningAction SilentlyContinue { Invoke-Gather { Write-Warning 'hidden'; 'x' } } 3>&1
+            $warnings | Should -Be 'x'
+
+            { Invoke-Gather -ErrorAction Stop { Invoke-Gather { Write-Error 'deep error'; 'not reached' } } } |
+                Should -Throw 'deep error'
+        }
+
+        It 'lists a task started inside a task in the session, with its Parent, and stops it from there' {
+            $top = Start-AsyncTask -Name Top { $kid = Start-AsyncTask -Name Kid { Start-Sleep -Seconds 60 }; $null = Wait-AsyncGroup -Task $kid; "kid $($kid.State)" }
+            Wait-Until { @(Get-AsyncTask -Name Kid -ErrorAction SilentlyContinue | Where-Object State -eq 'Running').Count -eq 1 } -TimeoutSeconds 60 -Because 'the nested task to run'
+            $kid = Get-AsyncTask -Name Kid
+            $kid.Parent | Should -Be $top
+            Stop-AsyncTask -Name Kid
+            Receive-AsyncTask $top -Wait | Should -Be 'kid Cancelled'
+        }
+    }
 }

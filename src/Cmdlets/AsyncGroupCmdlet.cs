@@ -263,10 +263,10 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     internal void ThrowArgumentError(string message, object? target, Exception? inner = null) =>
         ThrowTerminatingError(ErrorHelper.InvalidArgument(message, target, inner));
 
-    /// <summary>Refuses a task created in another runspace (session).</summary>
+    /// <summary>Refuses a task created in another runspace (session), unless it is part of a task tree this session started.</summary>
     internal void EnsureLocal(AsyncTask task)
     {
-        if (task.OwnerRunspaceId != CurrentRunspaceId)
+        if (!task.BelongsTo(CurrentRunspaceId))
         {
             ThrowTerminatingError(new ErrorRecord(
                 new ArgumentException($"Task '{task.Name}' (Id {task.Id}) belongs to another PowerShell session (runspace) and cannot be used here."),

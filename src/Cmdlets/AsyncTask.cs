@@ -347,6 +347,22 @@ public sealed class AsyncTask
         Interlocked.Increment(ref parent._liveChildren);
     }
 
+    /// <summary>The runspaces of this task and of every task above it, without repeats (the session that started the tree last).</summary>
+    internal IEnumerable<Guid> TreeRunspaceIds()
+    {
+        var seen = new HashSet<Guid>();
+        for (AsyncTask? task = this; task is not null; task = task.Parent)
+        {
+            if (seen.Add(task.OwnerRunspaceId))
+            {
+                yield return task.OwnerRunspaceId;
+            }
+        }
+    }
+
+    /// <summary>True when this task was started in <paramref name="runspaceId"/>, or inside a task that was (a tree that session owns).</summary>
+    internal bool BelongsTo(Guid runspaceId) => TreeRunspaceIds().Contains(runspaceId);
+
     /// <summary>True while a task this task's script block started (in any way) has not ended.</summary>
     internal bool HasLiveChildren => Volatile.Read(ref _liveChildren) > 0;
 

@@ -14,19 +14,26 @@ internal static class TaskRegistry
     private static readonly object s_gate = new();
     private static readonly Dictionary<Guid, List<Entry>> s_byRunspace = new();
 
+    /// <remarks>
+    /// A task started inside a task is listed in its own (worker) runspace and in the runspace of
+    /// every task above it, so the session that started the tree sees all of it (with Parent).
+    /// </remarks>
     public static void Add(AsyncTask task)
     {
         var entry = new Entry(task);
         lock (s_gate)
         {
-            if (!s_byRunspace.TryGetValue(task.OwnerRunspaceId, out List<Entry>? list))
+            foreach (Guid runspaceId in task.TreeRunspaceIds())
             {
-                list = new List<Entry>();
-                s_byRunspace.Add(task.OwnerRunspaceId, list);
-            }
+                if (!s_byRunspace.TryGetValue(runspaceId, out List<Entry>? list))
+                {
+                    list = new List<Entry>();
+                    s_byRunspace.Add(runspaceId, list);
+                }
 
-            list.RemoveAll(e => e.Target is null);
-            list.Add(entry);
+                list.RemoveAll(e => e.Target is null);
+                list.Add(entry);
+            }
         }
 
         task.Work.AddDoneCallback(_ => entry.Release());
