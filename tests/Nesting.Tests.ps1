@@ -454,4 +454,65 @@ Invoke-Gather {
             Receive-AsyncTask $top -Wait | Should -Be 'kid Cancelled'
         }
     }
+
+    Context 'Start-AsyncTask -Shield' {
+        It 'is not cancelled when its group fails, and the group waits for it' {
+            $sig = New-SyncHashtable
+            $sig.Started = [System.Threading.ManualResetEventSlim]::new($false)
+            $err = $null
+            try {
+                Start-TaskGroup {
+                    $null = Start-AsyncTask -Name Kept -Shield { $s = $using:sig; $s.Started.Set(); Start-Sleep -Milliseconds 300; 'kept' }
+                    $null = Start-AsyncTask -Name Failing { $s = $using:sig; $null = $s.Started.Wait(60000); throw 'sibling failed' }
+                }
+            }
+            catch { $err = $_ }
+            $err.Exception.Message | Should -Match 'sibling failed'
+            $kept = @($err.Exception.Tasks | Where-Object Name -eq 'Kept')[0]
+            $kept.IsShielded | Should -BeTrue
+            $kept.State | Should -Be 'Completed'
+            $kept.Output | Should -Be 'kept'
+        }
+
+        It 'is not cancelled when the task that started it ends: that task waits for it, without a warning' {
+            $sig = New-SyncHashtable
+            $out = Invoke-Gather {
+                $sig = $using:sig
+                $null = Start-AsyncTask -Shield { $s = $using:sig; Start-Sleep -Milliseconds 300; $s.Done = 'done' }
+                'parent'
+            } -WarningVariable warned
+            $out | Should -Be 'parent'
+            $sig.Done | Should -Be 'done'
+            $warned | Should -BeNullOrEmpty
+        }
+
+        It 'is not cancelled when the task that started it is stopped: the stopped task ends after it' {
+            $sig = New-SyncHashtable
+            $sig.Started = [System.Threading.ManualResetEventSlim]::new($false)
+            $sig.Release = [System.Threading.ManualResetEventSlim]::new($false)
+            $top = Start-AsyncTask {
+                $sig = $using:sig
+                $null = Start-AsyncTask -Shield -Name Guarded { $s = $using:sig; $s.Started.Set(); $null = $s.Release.Wait(60000); $s.Done = 'finished' }
+                Start-Sleep -Seconds 60
+            }
+            $sig.Started.Wait(60000) | Should -BeTrue
+            Stop-AsyncTask -Task $top
+            $guarded = Get-AsyncTask -Name Guarded
+            $null = Wait-AsyncGroup -Task $top -Timeout 1
+            $top.IsDone | Should -BeFalse -Because 'the stopped task waits for its shielded child'
+            $sig.Release.Set()
+            $null = Wait-AsyncGroup -Task $top -Timeout 60
+            $top.State | Should -Be 'Cancelled'
+            $sig.Done | Should -Be 'finished'
+            $guarded.State | Should -Be 'Completed'
+        }
+
+        It 'still ends on an explicit Stop-AsyncTask' {
+            $t = Start-AsyncTask -Shield { Start-Sleep -Seconds 60 }
+            Wait-Until { $t.State -eq 'Running' } -TimeoutSeconds 60
+            Stop-AsyncTask -Task $t
+            $null = Wait-AsyncGroup -Task $t -Timeout 60
+            $t.State | Should -Be 'Cancelled'
+        }
+    }
 }

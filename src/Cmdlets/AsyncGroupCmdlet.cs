@@ -175,11 +175,12 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
 
         Task all = Task.WhenAll(owned.Select(t => t.Work.Completion));
         bool ended = all.Wait(ShutdownBound);
-        if (!ended && owned.Any(t => !t.IsDone && t.HasLiveChildren))
+        while (!ended && owned.Any(t => !t.IsDone && t.HasLiveChildren))
         {
-            // A task tree stops from the leaves up, each level within its own grace period: a
-            // task still waiting for its stopping children is not stuck (see Worker.Stop).
-            ended = all.Wait(Worker.TreeStopExtension);
+            // A task tree stops from the leaves up, each level within its own grace period, and a
+            // shielded task is waited for, not cancelled: a task still waiting for its children
+            // is not stuck (see Worker.Stop). A stuck leaf is abandoned by its own worker.
+            ended = all.Wait(ShutdownBound);
         }
 
         if (!ended && writeWarnings)

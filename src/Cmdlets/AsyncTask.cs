@@ -163,6 +163,12 @@ public sealed class AsyncTask
     /// </summary>
     public AsyncTask? Parent { get; private set; }
 
+    /// <summary>
+    /// True for a task started with -Shield: cancellation from above (its group, the task that
+    /// started it, an outer stop) does not reach it, and its owner waits for it instead.
+    /// </summary>
+    public bool IsShielded => Work.IsShielded;
+
     /// <summary>Position in the gather that created it (-1 outside a gather).</summary>
     internal int Index { get; set; } = -1;
 
@@ -396,6 +402,15 @@ public sealed class AsyncTask
 
             left = _children.Where(c => !c.IsDone).ToArray();
             _children = null;
+        }
+
+        // A shielded child is not cancelled by its owner's end: the owner waits for it instead
+        // (it still ends early on its own -Timeout or an explicit Stop-AsyncTask).
+        AsyncTask[] shielded = left.Where(c => c.IsShielded).ToArray();
+        left = left.Where(c => !c.IsShielded).ToArray();
+        if (shielded.Length > 0)
+        {
+            Task.WhenAll(shielded.Select(c => c.Work.Completion)).Wait();
         }
 
         if (left.Length == 0)

@@ -42,6 +42,10 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
     [ValidateRange(0.0, 2147483.0)]
     public double Timeout { get; set; }
 
+    /// <summary>Cancellation from above (the task group, the task that started it, an outer stop) does not reach the task; its owner waits for it instead (asyncio's shield).</summary>
+    [Parameter]
+    public SwitchParameter Shield { get; set; }
+
     /// <summary>How many of the tasks this call starts may run at once (default: the process-wide [AsyncGroup.WorkerPoolStatus]::DefaultThrottleLimit, shared by every call that gives none). Inside Start-TaskGroup the group's limit applies.</summary>
     [Parameter]
     [ValidateRange(1, int.MaxValue)]
@@ -90,7 +94,7 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
         {
             try
             {
-                work = _scope.Group.Start<IReadOnlyList<PSObject>>(task.ExecuteAsync, Name, timeout: timeout, tag: task);
+                work = _scope.Group.Start<IReadOnlyList<PSObject>>(task.ExecuteAsync, Name, shielded: Shield.IsPresent, timeout: timeout, tag: task);
             }
             catch (InvalidOperationException ex)
             {
@@ -113,6 +117,7 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
                 Tag = task,
                 DeferTimeout = true,
                 CancellationToken = parent?.CancellationToken ?? default,
+                Shielded = Shield.IsPresent,
             });
             parent?.Adopt(task);
         }

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.ObjectModel;
+using System.Linq;
 using System.Management.Automation;
 using System.Threading;
 using System.Threading.Tasks;
@@ -111,9 +112,13 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
         }
         finally
         {
-            if (!join.IsCompleted)
+            // Stopped (Ctrl+C): the children were cancelled; wait for them, bounded — but a
+            // shielded child, or a child still stopping tasks of its own, is waited for: no task
+            // outlives the group.
+            bool ended = join.IsCompleted || join.Wait(ShutdownBound);
+            while (!ended && group.Tasks.Any(t => !t.IsDone && (t.IsShielded || t.Tag is AsyncTask { HasLiveChildren: true })))
             {
-                join.Wait(ShutdownBound);
+                ended = join.Wait(ShutdownBound);
             }
         }
 

@@ -37,9 +37,6 @@ internal sealed class Worker
     /// </summary>
     private const int MaxAbandonPostponements = 10;
 
-    /// <summary>The longest a stopped task with live children may take beyond its own grace period.</summary>
-    internal static readonly TimeSpan TreeStopExtension = TimeSpan.FromTicks(StopGracePeriod.Ticks * MaxAbandonPostponements);
-
     // PowerShell's own pipeline threads get 10 MB (deep recursion in scripts must behave the same).
     private const int DriverStackSize = 10_000_000;
 
