@@ -44,6 +44,13 @@ Describe 'Nesting' {
             $out | Should -Be @('deep', 'group done')
         }
 
+        It 'gives them to a task that uses them through -Function or -InitializationScript' {
+            function Invoke-Nested { Invoke-Gather { 'via function' } }
+            Invoke-Gather -Function Invoke-Nested { Invoke-Nested } | Should -Be 'via function'
+            Invoke-Gather -InitializationScript { function Invoke-Deep { Start-AsyncTask { 'via init' } | Receive-AsyncTask -Wait } } { Invoke-Deep } |
+                Should -Be 'via init'
+        }
+
         It 'works when the module was imported by name' {
             $folder = Split-Path (Split-Path $script:AsyncGroupManifest -Parent) -Parent
             $r = Invoke-ChildPowerShell -Command "`$env:PSModulePath = '$folder' + [IO.Path]::PathSeparator + `$env:PSModulePath; Import-Module AsyncGroup; Invoke-Gather { Invoke-Gather { 'by-name' } }"
