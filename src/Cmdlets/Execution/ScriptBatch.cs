@@ -177,6 +177,15 @@ internal sealed class ScriptBatch
             _starting++;
         }
 
+        // A warm worker is handed over at once, on this thread: a thread of its own would cost
+        // more than a small call's whole work.
+        if (Pool.TryRentIdle() is { } idle)
+        {
+            WorkerArrived(idle);
+            idle.Start(this);
+            return;
+        }
+
         // Opening a runspace blocks for tens of milliseconds: never on the caller's thread, and not
         // on the thread pool either — twenty blocked pool threads starve it (it grows by about one
         // thread a second), which made a cold fan-out several times slower. A long-running task

@@ -30,6 +30,8 @@ internal sealed class WorkerPool
 
     private readonly WarmPool<Worker> _warm = new(ReturnWait);
     private readonly string[] _modules;
+    private readonly object _sessionStateGate = new();
+    private InitialSessionState? _sessionState;
 
     private WorkerPool(string[] modules) => _modules = modules;
 
@@ -68,6 +70,24 @@ internal sealed class WorkerPool
     {
         Worker worker = _warm.TryRent() ?? Create();
         s_busy[worker] = 0;
+        return worker;
+    }
+
+    /// <summary>How long a call's own thread waits for a worker on its way back before leaving the wait to a thread of its own.</summary>
+    private static readonly TimeSpan InlineReturnWait = TimeSpan.FromMilliseconds(3);
+
+    /// <summary>
+    /// An idle warm worker, or one coming back within a few milliseconds (the previous call's,
+    /// finishing its clean-up), or null: see <see cref="Rent"/> for one that waits longer or opens a runspace.
+    /// </summary>
+    internal Worker? TryRentIdle()
+    {
+        Worker? worker = _warm.TryRentIdle(InlineReturnWait);
+        if (worker is not null)
+        {
+            s_busy[worker] = 0;
+        }
+
         return worker;
     }
 
@@ -128,19 +148,39 @@ internal sealed class WorkerPool
         }
     }
 
+    /// <summary>
+    /// The pool's session state, built once: every runspace takes a copy of it when created, and
+    /// building it (CreateDefault2) costs about as much as the copy and the open together.
+    /// </summary>
+    private InitialSessionState SessionState
+    {
+        get
+        {
+            lock (_sessionStateGate)
+            {
+                if (_sessionState is null)
+                {
+                    InitialSessionState iss = InitialSessionState.CreateDefault2();
+                    if (_modules.Length > 0)
+                    {
+                        iss.ImportPSModule(_modules);
+                    }
+
+                    // The worker runs its driver on a background thread of its own. ReuseThread would give the
+                    // runspace a foreground "Pipeline Execution Thread" that the idle driver occupies, which kept
+                    // every process that used the module alive until the idle trim (about 75 s).
+                    iss.ThreadOptions = PSThreadOptions.UseCurrentThread;
+                    _sessionState = iss;
+                }
+
+                return _sessionState;
+            }
+        }
+    }
+
     private Worker Create()
     {
-        InitialSessionState iss = InitialSessionState.CreateDefault2();
-        if (_modules.Length > 0)
-        {
-            iss.ImportPSModule(_modules);
-        }
-
-        // The worker runs its driver on a background thread of its own. ReuseThread would give the
-        // runspace a foreground "Pipeline Execution Thread" that the idle driver occupies, which kept
-        // every process that used the module alive until the idle trim (about 75 s).
-        iss.ThreadOptions = PSThreadOptions.UseCurrentThread;
-        Runspace runspace = RunspaceFactory.CreateRunspace(iss);
+        Runspace runspace = RunspaceFactory.CreateRunspace(SessionState);
         int n = Interlocked.Increment(ref s_created);
         runspace.Name = "AsyncGroup-Worker-" + n;
         try
