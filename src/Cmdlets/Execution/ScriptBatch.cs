@@ -200,14 +200,21 @@ internal sealed class ScriptBatch
                 return;
             }
 
-            Worker worker;
+            Worker? worker;
             try
             {
-                worker = Pool.Rent();
+                // Still needed when a queued task waits with no worker waiting to take it.
+                worker = Pool.Rent(() => _queue.Count > _queue.Waiting);
             }
             catch (Exception ex)
             {
                 NoWorker(ex);
+                return;
+            }
+
+            if (worker is null)
+            {
+                NoWorker(null); // the workers already serving the batch took its tasks meanwhile
                 return;
             }
 
@@ -230,9 +237,16 @@ internal sealed class ScriptBatch
         if (failure is not null)
         {
             FailQueued(failure);
+            _queue.WorkerFailedToStart();
+            return;
         }
 
-        _queue.WorkerFailedToStart();
+        // Not needed when asked: but a task queued since, while this worker still counted, may
+        // need one now.
+        if (_queue.WorkerLeft())
+        {
+            StartWorker();
+        }
     }
 
     /// <summary>Cancels a task wherever it is: still queued, or running on a worker.</summary>

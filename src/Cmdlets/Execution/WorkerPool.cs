@@ -25,6 +25,7 @@ internal sealed class WorkerPool
     private static readonly ConcurrentDictionary<string, WorkerPool> s_pools = new(StringComparer.OrdinalIgnoreCase);
     private static readonly Timer s_trimTimer = new(_ => TrimAll(), null, TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(15));
     private static readonly ConcurrentDictionary<Worker, byte> s_busy = new();
+    private static readonly SemaphoreSlim s_openSlots = new(Math.Max(2, Environment.ProcessorCount));
     private static int s_created;
     private static int s_live;
 
@@ -66,9 +67,38 @@ internal sealed class WorkerPool
     /// A warm worker — waiting briefly for one on its way back (a millisecond away) rather than
     /// opening a new runspace (tens of milliseconds) — or a new one.
     /// </summary>
-    internal Worker Rent()
+    /// <remarks>
+    /// Runspaces are opened a few at a time (<see cref="s_openSlots"/>): opening is CPU-bound, and
+    /// twenty opened at once on two cores all finish late, while opened a few at a time the first
+    /// ones start their tasks early and, when those are short, serve the queue before the later
+    /// ones are needed. A renter that waited for a slot opens nothing once
+    /// <paramref name="stillNeeded"/> says its work was taken meanwhile: it gets null.
+    /// </remarks>
+    internal Worker? Rent(Func<bool>? stillNeeded = null)
     {
-        Worker worker = _warm.TryRent() ?? Create();
+        Worker? worker = _warm.TryRent();
+        if (worker is null)
+        {
+            s_openSlots.Wait();
+            try
+            {
+                worker = _warm.TryRentIdle(TimeSpan.Zero);
+                if (worker is null)
+                {
+                    if (stillNeeded is not null && !stillNeeded())
+                    {
+                        return null;
+                    }
+
+                    worker = Create();
+                }
+            }
+            finally
+            {
+                s_openSlots.Release();
+            }
+        }
+
         s_busy[worker] = 0;
         return worker;
     }
