@@ -262,7 +262,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     /// <summary>Waits for the next batch; false when the worker is closing or must restart.</summary>
     internal bool NextBatch(SessionState session)
     {
-        _baseline ??= SessionBaseline.Take(session, withSessionItems: true);
+        ScriptPlan plan;
         lock (_gate)
         {
             while (_assigned is null && !_closing && !_stopping)
@@ -277,8 +277,23 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
 
             _batch = _assigned;
             _assigned = null;
-            return true;
+            plan = _batch!.Plan;
         }
+
+        // The baseline of the worker's initial state is taken by the first call that needs it
+        // (a cold worker's first call pays no more than it must): the calls before it left the
+        // session alone. Aliases, drives and modules, dearer to record, are added by the first
+        // call that may change them, for the same reason.
+        if (!plan.LeavesSessionAlone)
+        {
+            _baseline ??= SessionBaseline.Take(session, withSessionItems: plan.MayChangeSessionState);
+            if (plan.MayChangeSessionState)
+            {
+                _baseline.AddSessionItems(session);
+            }
+        }
+
+        return true;
     }
 
     /// <summary>Applies the caller's settings to the batch scope, re-creates the script block; returns the initialization script, if any.</summary>
