@@ -309,6 +309,10 @@ Describe 'Task execution' {
             1..3 | Invoke-Gather { $seen = $mine; $mine = $_; "[$seen]" } -ThrottleLimit 1 | Should -Be @('[]', '[]', '[]')
         }
 
+        It 'gives every task an empty $input, with $_ and $PSItem bound to its item' {
+            1..2 | Invoke-Gather { "$_ $PSItem $(@($input).Count)" } -ThrottleLimit 1 | Should -Be @('1 1 0', '2 2 0')
+        }
+
         It 'binds -ArgumentList to every item''s param block, with $_ bound' {
             1..3 | Invoke-Gather { param($k) $_ * $k } -ArgumentList 10 -ThrottleLimit 2 | Should -Be @(10, 20, 30)
         }

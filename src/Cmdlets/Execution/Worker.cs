@@ -89,6 +89,9 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
 
     private static readonly List<PSVariable> s_noVariables = new();
 
+    // A task's $input is empty, as it is for '& $__ag_body' (null would give it one $null).
+    private static readonly object[] s_noInput = Array.Empty<object>();
+
     private readonly object _gate = new();
     private readonly WorkerPool _pool;
     private PowerShell? _ps;
@@ -429,7 +432,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             try
             {
                 variables.Set("_", CurrentInput);
-                invoke.InvokeScript(text, true, PipelineResultTypes.Output, null, CurrentArguments);
+                invoke.InvokeScript(text, true, PipelineResultTypes.Output, s_noInput, CurrentArguments);
             }
             catch (PipelineStoppedException)
             {
