@@ -21,7 +21,7 @@ internal sealed class SessionBaseline
     private static readonly HashSet<string> s_engineVariables = new(StringComparer.OrdinalIgnoreCase)
     {
         "?", "_", "PSItem", "args", "input", "this", "MyInvocation", "PSCmdlet", "PSBoundParameters",
-        "LASTEXITCODE", "Matches", "__ag", "__ag_init", "__ag_body", "__ag_args", "foreach", "switch",
+        "LASTEXITCODE", "Matches", "__ag", "__ag_init", "__ag_body", "__ag_args", "__ag_loop", "foreach", "switch",
         "PSScriptRoot", "PSCommandPath", "Error", "StackTrace", "PWD", "ExecutionContext", "Host", "PID",
         "NestedPromptLevel", "null", "true", "false",
     };

@@ -85,7 +85,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     // '& $__ag_body' above without a pipeline (and its command set-up and logging) per task. The
     // '$__ag_' names mark these lines as the driver's in error positions.
     private const string FastTaskLoopScript = @"param($__ag_body)
-& { [CmdletBinding()] param() $__ag.RunTasks($PSCmdlet, $__ag_body) } | & { process { $__ag.Out($_) } }";
+& { [CmdletBinding()] param() $__ag_loop = $PSCmdlet; $__ag.RunTasks($__ag_loop) } | & { process { $__ag.Out($_) } }";
 
     private static readonly List<PSVariable> s_noVariables = new();
 
@@ -422,7 +422,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     /// written. <c>exit</c>, a stray <c>break</c> or <c>continue</c>, and a terminating error end
     /// the task, not the loop.
     /// </summary>
-    internal void RunTasks(PSCmdlet loop, ScriptBlock body)
+    internal void RunTasks(PSCmdlet loop)
     {
         string text = _bodyText!;
         CommandInvocationIntrinsics invoke = loop.InvokeCommand;
@@ -454,8 +454,6 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
                 Fail(ErrorHelper.FromException(ex, ErrorIds.TaskFailed, _current));
             }
         }
-
-        GC.KeepAlive(body);
     }
 
     /// <summary>The input of the task being run (bound to <c>$_</c>), or null.</summary>
@@ -995,7 +993,7 @@ public sealed class WorkerDriverContext
     public void Run() => _worker.Run();
 
     /// <summary>Runs every task of the batch (the fast loop); <paramref name="loop"/> is the loop's script cmdlet.</summary>
-    public void RunTasks(PSCmdlet loop, ScriptBlock body) => _worker.RunTasks(loop, body);
+    public void RunTasks(PSCmdlet loop) => _worker.RunTasks(loop);
 
     /// <summary>Finishes the task just run and starts the next one; false when the batch is drained.</summary>
     public bool MoveNext() => _worker.MoveNext();
