@@ -1,47 +1,71 @@
 #Requires -Version 5.1
 <#
 .SYNOPSIS
-    Times AsyncGroup's cmdlets against ForEach-Object (sequential and -Parallel) and
-    Start-ThreadJob, and checks the figures against the targets of SPEC section 4.
+    Times AsyncGroup's cmdlets against sequential ForEach-Object, ForEach-Object -Parallel,
+    Start-ThreadJob and PSParallelPipeline's Invoke-Parallel, cold and warm, and writes the
+    figures (with the runspaces each one created) as a markdown table.
 
 .DESCRIPTION
-    One process; every case is run once as a warm-up (not counted) and then -Runs times, and
-    the median is reported. Cold cases (the first call in a fresh process) are run in child
-    processes of this same PowerShell, one per run. Cases that need PowerShell 7
-    (ForEach-Object -Parallel) or the ThreadJob module are skipped with a message elsewhere.
+    Every case of issue 11 from one script:
+
+    - cold: the first call in a fresh process (a child process per run, after Import-Module),
+      and a whole `pwsh -NoProfile -c 'Import-Module ...; <gather>'` process, timed from outside;
+    - warm: trivial items at 2,000 and 10,000, a small call of 8 items repeated, a 20-way
+      sleeping fan-out, Select-Object -First 1, PowerShell.Stop() and -Timeout latency;
+    - memory and scale (fresh processes): 100,000 trivial items (peak working set), and 100- and
+      500-way fan-outs of 1 s sleeps, cold and then warm in the same process.
+
+    The variants of a case run interleaved (A, B, C, A, B, C, ...), so load from other processes
+    spreads over all of them: compare ratios within one run, never figures across runs. Each
+    figure is the median of -Runs timed runs (warm cases after one untimed warm-up). Beside each
+    figure: the runspaces that call created, counted from the process-wide runspace id (every
+    runspace created takes the next id), so the count covers every command compared.
 
     The module is imported from -ModulePath, else $env:ASYNCGROUP_MODULE_PATH, else
-    ../out/AsyncGroup (the folder `./build.ps1` stages).
+    ../out/AsyncGroup. PSParallelPipeline is compared when -PSParallelPipelinePath names its
+    built module folder (it is not in any registry this repository uses; build it from its
+    public source). Cases that need PowerShell 7 (-Parallel) or the ThreadJob module are
+    marked skipped.
 
-    Exit code: 0, or 1 when a case failed with an error (a missed target is reported, not an
-    error).
-
-.EXAMPLE
-    dotnet pwsh -NoProfile -File bench/Invoke-CmdletBench.ps1
-
-    With the pinned PowerShell (.NET tool); an installed pwsh works the same way.
+    Exit code: 0, or 1 when a case failed with an error (a missed target is reported, not an error).
 
 .EXAMPLE
-    dotnet pwsh -NoProfile -File bench/Invoke-CmdletBench.ps1 -Runs 5 -SkipSlow
+    dotnet pwsh -NoProfile -File bench/Invoke-CmdletBench.ps1 -OutFile bench/RESULTS.md
+
+.EXAMPLE
+    dotnet pwsh -NoProfile -File bench/Invoke-CmdletBench.ps1 -Quick
+
+    One run of each case, the slow ones (-Parallel over 10,000 items, the 500-way fan-out) left out.
 #>
 [CmdletBinding()]
 param(
-    # Timed runs per case (after one warm-up); the median is reported.
+    # Timed runs per case; the median is reported.
     [ValidateRange(1, 99)]
     [int] $Runs = 3,
 
-    # Skip ForEach-Object -Parallel over 10,000 items (about a minute on two cores).
-    [switch] $SkipSlow,
+    # Runs of the memory and scale cases (each is a fresh process taking seconds).
+    [ValidateRange(1, 99)]
+    [int] $ScaleRuns = 1,
 
-    # The module folder to import.
-    [string] $ModulePath
+    # One run each and no slow cases: a smoke test of the script itself.
+    [switch] $Quick,
+
+    # The AsyncGroup module folder to import.
+    [string] $ModulePath,
+
+    # The folder of a built PSParallelPipeline module (with PSParallelPipeline.psd1), to compare with.
+    [string] $PSParallelPipelinePath,
+
+    # Where to write the markdown tables (they are always written to the output too).
+    [string] $OutFile
 )
 
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
 if (Get-Variable -Name PSStyle -ErrorAction Ignore) {
-    $PSStyle.OutputRendering = 'PlainText' # tables that paste cleanly
+    $PSStyle.OutputRendering = 'PlainText'
 }
+if ($Quick) { $Runs = 1; $ScaleRuns = 1 }
 
 if (-not $ModulePath) {
     $ModulePath = if ($env:ASYNCGROUP_MODULE_PATH) { $env:ASYNCGROUP_MODULE_PATH } else { Join-Path $PSScriptRoot '../out/AsyncGroup' }
@@ -50,15 +74,61 @@ if (-not (Test-Path -LiteralPath (Join-Path $ModulePath 'AsyncGroup.psd1'))) {
     throw "No AsyncGroup module in '$ModulePath': run ./build.ps1 first, or set ASYNCGROUP_MODULE_PATH."
 }
 $ModulePath = (Resolve-Path -LiteralPath $ModulePath).ProviderPath
-Import-Module -Name $ModulePath
+$ModuleManifest = Join-Path $ModulePath 'AsyncGroup.psd1' # imported by file: the folder may have any name
+$Pspp = $null
+if ($PSParallelPipelinePath) {
+    $Pspp = (Resolve-Path -LiteralPath (Join-Path $PSParallelPipelinePath 'PSParallelPipeline.psd1')).ProviderPath
+}
 
-# Cold cases run in child processes of this same PowerShell (a .NET tool, native pwsh, or 5.1).
 . (Join-Path $PSScriptRoot '../build/PowerShellCommand.ps1')
 $ChildPowerShell = Get-PowerShellCommand
 $IsPwsh7 = $PSVersionTable.PSVersion.Major -ge 7
 $HasThreadJob = [bool] (Get-Command -Name Start-ThreadJob -ErrorAction Ignore)
 $Invariant = [Globalization.CultureInfo]::InvariantCulture
+# Non-ASCII characters by code: Windows PowerShell reads a script without a BOM as ANSI.
+$Micro = [string] [char] 0x00B5 + 's'
+$Times = [string] [char] 0x00D7
+$Le = [string] [char] 0x2264
+$Ge = [string] [char] 0x2265
+$Dot = [string] [char] 0x00B7
 $script:Failures = 0
+$script:Markdown = New-Object -TypeName System.Collections.Generic.List[string]
+$script:Verdicts = New-Object -TypeName System.Collections.Generic.List[object]
+
+# --- the commands compared ----------------------------------------------------------------
+
+# The text of one call: $Variant runs $Work for 1..$Count with $Throttle at once.
+function Get-CallText([string] $Variant, [string] $Work, [int] $Count, [int] $Throttle) {
+    $body = switch ($Work) {
+        'trivial' { '$_ * 2' }
+        'sleep200' { 'Start-Sleep -Milliseconds 200' }
+        'sleep1000' { 'Start-Sleep -Seconds 1' }
+    }
+    switch ($Variant) {
+        'sequential' { "`$null = 1..$Count | ForEach-Object { $body }" }
+        'AsyncGroup' { "`$null = 1..$Count | Invoke-Gather { $body } -ThrottleLimit $Throttle" }
+        'Parallel' { "`$null = 1..$Count | ForEach-Object -Parallel { $body } -ThrottleLimit $Throttle" }
+        'PSParallelPipeline' { "`$null = 1..$Count | Invoke-Parallel { $body } -ThrottleLimit $Throttle" }
+        'ThreadJob' { "`$null = 1..$Count | ForEach-Object { Start-ThreadJob -ThrottleLimit $Throttle -ScriptBlock { param(`$_) $body } -ArgumentList `$_ } | Receive-Job -Wait -AutoRemoveJob" }
+    }
+}
+
+$VariantLabels = @{
+    sequential = 'ForEach-Object (sequential)'
+    AsyncGroup = 'Invoke-Gather'
+    Parallel = 'ForEach-Object -Parallel'
+    PSParallelPipeline = 'Invoke-Parallel (PSParallelPipeline)'
+    ThreadJob = 'Start-ThreadJob (a job per item)'
+}
+
+function Test-Variant([string] $Variant) {
+    switch ($Variant) {
+        'Parallel' { if (-not $IsPwsh7) { return 'skipped: needs PowerShell 7' } }
+        'PSParallelPipeline' { if (-not $Pspp) { return 'skipped: no -PSParallelPipelinePath' } }
+        'ThreadJob' { if (-not $HasThreadJob) { return 'skipped: no ThreadJob module' } }
+    }
+    $null
+}
 
 # --- measuring ----------------------------------------------------------------------------
 
@@ -68,73 +138,123 @@ function Get-Median([double[]] $Values) {
     if ($n % 2) { $sorted[($n - 1) / 2] } else { ($sorted[$n / 2 - 1] + $sorted[$n / 2]) / 2 }
 }
 
-# Median milliseconds of -Runs timed runs of $Body, after one untimed warm-up run.
-# Bodies see the script's variables (dynamic scope); nothing here shadows them.
-function Measure-Median([scriptblock] $Body) {
-    $null = & $Body
-    $timings = foreach ($run in 1..$Runs) {
-        [GC]::Collect()
-        [GC]::WaitForPendingFinalizers()
-        $clock = [Diagnostics.Stopwatch]::StartNew()
-        $null = & $Body
-        $clock.Stop()
-        $clock.Elapsed.TotalMilliseconds
-    }
-    Get-Median $timings
+# The id the next runspace will get: every runspace created in the process takes the next one.
+function Get-NextRunspaceId {
+    $probe = [runspacefactory]::CreateRunspace()
+    try { $probe.Id + 1 } finally { $probe.Dispose() }
 }
 
-# Runs a measurement; an error becomes a message in the table instead of ending the bench.
-function Invoke-Case([scriptblock] $Measurement) {
-    try {
-        & $Measurement
+<#
+  Warm: every variant in this process, interleaved. Returns, per variant, the median ms and the
+  runspaces one timed call created (the last run's). $Repeat calls make one timed run.
+#>
+function Measure-Warm([string[]] $Variants, [string] $Work, [int] $Count, [int] $Throttle, [int] $Repeat = 1) {
+    $blocks = @{}
+    $times = @{}
+    $created = @{}
+    $result = [ordered]@{}
+    foreach ($v in $Variants) {
+        $skip = Test-Variant $v
+        if ($skip) { $result[$v] = $skip; continue }
+        $text = Get-CallText $v $Work $Count $Throttle
+        $blocks[$v] = [scriptblock]::Create("for (`$k = 0; `$k -lt $Repeat; `$k++) { $text }")
+        $times[$v] = New-Object -TypeName System.Collections.Generic.List[double]
+        try { $null = & $blocks[$v] } catch { $result[$v] = "error: $($_.Exception.Message)"; $script:Failures++; $blocks.Remove($v) }
     }
-    catch {
-        $script:Failures++
-        "error: $($_.Exception.Message)"
+    foreach ($run in 1..$Runs) {
+        foreach ($v in @($blocks.Keys | Sort-Object)) {
+            [GC]::Collect()
+            [GC]::WaitForPendingFinalizers()
+            $before = Get-NextRunspaceId
+            $clock = [Diagnostics.Stopwatch]::StartNew()
+            $null = & $blocks[$v]
+            $clock.Stop()
+            $created[$v] = (Get-NextRunspaceId) - $before - 1
+            $times[$v].Add($clock.Elapsed.TotalMilliseconds / $Repeat)
+        }
+    }
+    foreach ($v in $blocks.Keys) {
+        $result[$v] = [pscustomobject]@{ Ms = Get-Median $times[$v].ToArray(); Runspaces = [math]::Round($created[$v] / $Repeat, 1) }
+    }
+    $result
+}
+
+# The script a cold child process runs: it prints one line of JSON.
+$ChildScript = @'
+param([string] $Variant, [string] $Call, [string] $Module, [int] $Repeat)
+$ErrorActionPreference = 'Stop'
+function Get-NextRunspaceId { $p = [runspacefactory]::CreateRunspace(); try { $p.Id + 1 } finally { $p.Dispose() } }
+$clock = [Diagnostics.Stopwatch]::StartNew()
+if ($Module -ne '-') { Import-Module -Name $Module }
+$import = $clock.Elapsed.TotalMilliseconds
+$block = [scriptblock]::Create($Call)
+$calls = @()
+$created = @()
+foreach ($i in 1..$Repeat) {
+    $before = Get-NextRunspaceId
+    $clock.Restart()
+    $null = & $block
+    $calls += $clock.Elapsed.TotalMilliseconds
+    $created += (Get-NextRunspaceId) - $before - 1
+}
+$process = [Diagnostics.Process]::GetCurrentProcess()
+$process.Refresh()
+ConvertTo-Json -Compress -InputObject @{ Import = $import; Calls = $calls; Created = $created; PeakMB = $process.PeakWorkingSet64 / 1MB }
+'@
+$ChildFile = Join-Path ([IO.Path]::GetTempPath()) ("AsyncGroupBench-$PID.ps1")
+Set-Content -LiteralPath $ChildFile -Value $ChildScript -Encoding UTF8
+
+function Get-VariantModule([string] $Variant) {
+    switch ($Variant) {
+        'AsyncGroup' { $ModuleManifest }
+        'PSParallelPipeline' { $Pspp }
+        default { '-' } # not an empty string: Windows PowerShell drops those from a command line
     }
 }
 
 <#
-  Cold: the first call in a fresh process. Each run is a child process that imports the
-  module (timed separately) and then makes the call once. The command holds no double quotes
-  (Windows PowerShell would mangle them on a native command line); values travel in
-  environment variables.
+  Cold: one fresh child process per run and variant, interleaved. $Repeat calls in the same
+  process: the first is the cold one, later ones are warm. Returns per variant: the median of
+  each call, the runspaces each created, the import time, the child's peak working set and
+  the whole process's wall time (start to exit, measured here).
 #>
-function Measure-Cold([int] $Count, [switch] $Parallel) {
-    $call = if ($Parallel) {
-        '$null = 1..$n | ForEach-Object -Parallel { Start-Sleep -Milliseconds 200 } -ThrottleLimit $n'
+function Measure-Cold([string[]] $Variants, [string] $Work, [int] $Count, [int] $Throttle, [int] $Repeat = 1, [int] $RunCount = $Runs) {
+    $samples = @{}
+    $result = [ordered]@{}
+    $active = @()
+    foreach ($v in $Variants) {
+        $skip = Test-Variant $v
+        if ($skip) { $result[$v] = $skip } else { $active += $v; $samples[$v] = @() }
     }
-    else {
-        '$null = 1..$n | Invoke-Gather { Start-Sleep -Milliseconds 200 } -ThrottleLimit $n'
-    }
-    $command = @(
-        '$ErrorActionPreference = ''Stop'''
-        '$n = [int] $env:ASYNCGROUP_BENCH_COUNT'
-        '$clock = [Diagnostics.Stopwatch]::StartNew()'
-        'if (-not [int] $env:ASYNCGROUP_BENCH_PARALLEL) { Import-Module -Name $env:ASYNCGROUP_BENCH_MODULE }'
-        '$import = $clock.Elapsed.TotalMilliseconds'
-        '$clock.Restart()'
-        $call
-        '$call = $clock.Elapsed.TotalMilliseconds'
-        '[string]::Format([Globalization.CultureInfo]::InvariantCulture, ''{0};{1}'', $import, $call)'
-    ) -join '; '
-
-    $env:ASYNCGROUP_BENCH_MODULE = $ModulePath
-    $env:ASYNCGROUP_BENCH_COUNT = $Count
-    $env:ASYNCGROUP_BENCH_PARALLEL = [int] [bool] $Parallel
-    $imports = @()
-    $calls = @()
-    foreach ($run in 1..$Runs) {
-        $childArguments = @($ChildPowerShell.Arguments) + @('-NoProfile', '-NonInteractive', '-Command', $command)
-        $lines = @(& $ChildPowerShell.FilePath @childArguments)
-        if ($LASTEXITCODE -ne 0) {
-            throw "the child process failed (exit code $LASTEXITCODE): $($lines -join ' ')"
+    foreach ($run in 1..$RunCount) {
+        foreach ($v in $active) {
+            $childArguments = @($ChildPowerShell.Arguments) + @('-NoProfile', '-NonInteractive', '-File', $ChildFile,
+                $v, (Get-CallText $v $Work $Count $Throttle), (Get-VariantModule $v), $Repeat)
+            $clock = [Diagnostics.Stopwatch]::StartNew()
+            $lines = @(& $ChildPowerShell.FilePath @childArguments 2>&1)
+            $wall = $clock.Elapsed.TotalMilliseconds
+            if ($LASTEXITCODE -ne 0) {
+                $result[$v] = "error: exit code $LASTEXITCODE $($lines -join ' ')"
+                $script:Failures++
+                continue
+            }
+            $json = ConvertFrom-Json -InputObject ([string] ($lines | Where-Object { "$_".StartsWith('{') } | Select-Object -Last 1))
+            $samples[$v] += [pscustomobject]@{ Json = $json; Wall = $wall }
         }
-        $parts = ([string] $lines[-1]).Split(';')
-        $imports += [double]::Parse($parts[0], $Invariant)
-        $calls += [double]::Parse($parts[1], $Invariant)
     }
-    [pscustomobject]@{ Import = Get-Median $imports; Call = Get-Median $calls }
+    foreach ($v in $active) {
+        if ($result.Contains($v)) { continue }
+        $s = $samples[$v]
+        $callMedians = foreach ($i in 0..($Repeat - 1)) { Get-Median @($s | ForEach-Object { @($_.Json.Calls)[$i] }) }
+        $result[$v] = [pscustomobject]@{
+            Calls = @($callMedians)
+            Created = @(@($s)[-1].Json.Created)
+            Import = Get-Median @($s | ForEach-Object { $_.Json.Import })
+            PeakMB = Get-Median @($s | ForEach-Object { $_.Json.PeakMB })
+            Wall = Get-Median @($s | ForEach-Object { $_.Wall })
+        }
+    }
+    $result
 }
 
 <#
@@ -153,7 +273,7 @@ function Measure-Stop([switch] $Parallel) {
         $signal = New-Object -TypeName Threading.CountdownEvent -ArgumentList 4
         $ps = [powershell]::Create()
         try {
-            $null = $ps.AddScript($code).AddArgument($signal).AddArgument($ModulePath)
+            $null = $ps.AddScript($code).AddArgument($signal).AddArgument($ModuleManifest)
             $null = $ps.BeginInvoke()
             if (-not $signal.Wait(30000)) {
                 throw "the 4 tasks did not start within 30 s (state: $($ps.InvocationStateInfo.State), $($ps.InvocationStateInfo.Reason))"
@@ -172,165 +292,243 @@ function Measure-Stop([switch] $Parallel) {
     Get-Median $timings
 }
 
+# Runs a measurement; an error becomes a message in the table instead of ending the bench.
+function Invoke-Case([scriptblock] $Measurement) {
+    try { & $Measurement }
+    catch {
+        $script:Failures++
+        "error: $($_.Exception.Message)"
+    }
+}
+
 # --- formatting ---------------------------------------------------------------------------
 
-function Format-Ms($Value) {
-    if ($Value -is [double]) { $Value.ToString('N1', $Invariant) } else { $Value }
+function Format-Number([double] $Value, [string] $Unit = 'ms') {
+    $format = if ([math]::Abs($Value) -ge 100) { 'N0' } elseif ([math]::Abs($Value) -ge 10) { 'N1' } else { 'N2' }
+    $Value.ToString($format, $Invariant) + ' ' + $Unit
+}
+
+function Format-PerItem([double] $Ms, [int] $Items) {
+    $us = $Ms * 1000 / $Items
+    if ($us -ge 10000) { Format-Number ($us / 1000) 'ms' } else { Format-Number $us $Micro }
 }
 
 function Format-Ratio([double] $Ratio) {
-    $Ratio.ToString($(if ($Ratio -ge 10) { 'N0' } else { 'N2' }), $Invariant) + 'x'
+    $Ratio.ToString($(if ($Ratio -ge 10) { 'N0' } else { 'N2' }), $Invariant) + $Times
 }
 
-function Format-PerItem($TotalMs, [int] $Items) {
-    if ($TotalMs -isnot [double]) { return '' }
-    $us = $TotalMs * 1000 / $Items
-    if ($us -ge 10000) { ($us / 1000).ToString('N1', $Invariant) + ' ms' } else { $us.ToString('N1', $Invariant) + ' us' }
+function Format-Cell($Value, [scriptblock] $Show) {
+    if ($Value -is [string]) { $Value } else { & $Show $Value }
 }
 
-function Write-Table([string] $Title, [object[]] $Rows) {
+function Add-Table([string] $Title, [string[]] $Header, [object[]] $Rows, [string] $Note) {
+    $script:Markdown.Add('')
+    $script:Markdown.Add("### $Title")
+    $script:Markdown.Add('')
+    if ($Note) { $script:Markdown.Add($Note); $script:Markdown.Add('') }
+    $script:Markdown.Add('| ' + ($Header -join ' | ') + ' |')
+    $script:Markdown.Add('|' + (($Header | ForEach-Object { '---' }) -join '|') + '|')
+    foreach ($row in $Rows) {
+        $script:Markdown.Add('| ' + (@($row) -join ' | ') + ' |')
+    }
     Write-Output ''
-    Write-Output $Title
-    Write-Output ($Rows | Format-Table -AutoSize -Wrap | Out-String -Width 200).TrimEnd()
+    Write-Output "$Title"
+    foreach ($row in $Rows) { Write-Output ('  ' + (@($row) -join ' | ')) }
 }
 
-$Summary = New-Object -TypeName System.Collections.Generic.List[object]
-function Add-Verdict([string] $Case, [string] $Target, $Measured, [scriptblock] $Met) {
-    $verdict = if ($Measured -is [string]) { 'n/a' } elseif (& $Met $Measured) { 'met' } else { 'NOT met' }
-    $Summary.Add([pscustomobject]@{ Case = $Case; Target = $Target; Measured = $Measured; Verdict = $verdict })
+function Add-Verdict([string] $Target, [string] $Measured, $Met) {
+    $verdict = if ($null -eq $Met) { 'n/a' } elseif ($Met) { 'met' } else { '**not met**' }
+    $script:Verdicts.Add(@($Target, $Measured, $verdict))
+}
+
+function Get-Load {
+    if (Test-Path -LiteralPath '/proc/loadavg') { ((Get-Content -LiteralPath '/proc/loadavg') -split ' ')[0..2] -join ' ' } else { 'n/a' }
 }
 
 # --- header and a sanity check ------------------------------------------------------------
 
-$module = Get-Module -Name AsyncGroup
-Write-Output 'AsyncGroup cmdlet benchmarks'
-Write-Output ("  date        {0:yyyy-MM-dd HH:mm}" -f (Get-Date))
-$os = [Environment]::OSVersion.VersionString
-try { $os = [Runtime.InteropServices.RuntimeInformation]::OSDescription } catch { } # .NET Framework before 4.7.1 lacks it
-Write-Output "  PowerShell  $($PSVersionTable.PSVersion) ($($PSVersionTable.PSEdition)) on $os"
-Write-Output "  processors  $([Environment]::ProcessorCount)"
-Write-Output "  module      AsyncGroup $($module.Version) from $($module.ModuleBase)"
-Write-Output "  method      median of $Runs run(s) after one warm-up; Stopwatch; trivial item = { `$_ * 2 }"
-
+Import-Module -Name $ModuleManifest
+if ($Pspp) { Import-Module -Name $Pspp }
 $expected = (1..100 | ForEach-Object { $_ * 2 }) -join ','
 $actual = (1..100 | Invoke-Gather { $_ * 2 } -ThrottleLimit 4) -join ','
-if ($actual -ne $expected) {
-    throw "Invoke-Gather returned the wrong result for 1..100 (got: $actual)"
+if ($actual -ne $expected) { throw "Invoke-Gather returned the wrong result for 1..100 (got: $actual)" }
+
+$os = [Environment]::OSVersion.VersionString
+try { $os = [Runtime.InteropServices.RuntimeInformation]::OSDescription } catch { }
+$module = Get-Module -Name AsyncGroup
+$script:Markdown.Add('## Results')
+$script:Markdown.Add('')
+$script:Markdown.Add("- date: $((Get-Date).ToUniversalTime().ToString('yyyy-MM-dd HH:mm', $Invariant)) UTC; load average at the start: $(Get-Load)")
+$script:Markdown.Add("- PowerShell $($PSVersionTable.PSVersion) ($($PSVersionTable.PSEdition)) on $os; $([Environment]::ProcessorCount) processors")
+$script:Markdown.Add("- AsyncGroup $($module.Version) from ``$($module.ModuleBase)``$(if ($Pspp) { "; PSParallelPipeline $((Get-Module PSParallelPipeline).Version)" })")
+$script:Markdown.Add("- median of $Runs run(s) (scale cases: $ScaleRuns), variants interleaved; trivial item = ``{ `$_ * 2 }``; ""runspaces"" = runspaces the call created")
+Write-Output ($script:Markdown -join [Environment]::NewLine)
+
+# --- 1. cold: the first call in a fresh process --------------------------------------------
+
+$coldVariants = @('AsyncGroup', 'Parallel', 'PSParallelPipeline')
+$rows = @()
+$cold = @{}
+foreach ($case in @(
+        @{ Name = "20 $Times Start-Sleep 200 ms, ThrottleLimit 20"; Key = 'fan20'; Work = 'sleep200'; Count = 20; Throttle = 20 },
+        @{ Name = '8 trivial items, ThrottleLimit 4'; Key = 'small8'; Work = 'trivial'; Count = 8; Throttle = 4 },
+        @{ Name = '2,000 trivial items, ThrottleLimit 4'; Key = 'items2000'; Work = 'trivial'; Count = 2000; Throttle = 4 })) {
+    $r = Measure-Cold $coldVariants $case.Work $case.Count $case.Throttle
+    $cold[$case.Key] = $r
+    foreach ($v in $coldVariants) {
+        $rows += , @($case.Name, $VariantLabels[$v],
+            (Format-Cell $r[$v] { param($x) Format-Number $x.Calls[0] }),
+            (Format-Cell $r[$v] { param($x) "$($x.Created[0])" }),
+            (Format-Cell $r[$v] { param($x) Format-Number $x.Import }),
+            (Format-Cell $r[$v] { param($x) Format-Number $x.Wall }))
+    }
+}
+Add-Table '1. Cold: the first call in a fresh process' @('case', 'command', 'first call', 'runspaces', 'import', 'whole process (start to exit)') $rows `
+    'Each run is a child process: `pwsh -NoProfile -File <script>` that imports the module (if any) and makes the call once. "whole process" is timed from here, start to exit.'
+
+function Get-Ms($Result, [string] $Variant, [scriptblock] $Pick) {
+    if ($Result[$Variant] -is [string]) { $null } else { & $Pick $Result[$Variant] }
+}
+$agFan = Get-Ms $cold.fan20 AsyncGroup { param($x) $x.Calls[0] }
+$parFan = Get-Ms $cold.fan20 Parallel { param($x) $x.Calls[0] }
+if ($null -ne $agFan -and $null -ne $parFan) {
+    Add-Verdict "cold 20-way fan-out $Le 0.8$Times -Parallel and $Le 450 ms" "$(Format-Number $agFan) vs $(Format-Number $parFan) ($(Format-Ratio ($agFan / $parFan)))" (($agFan -le 0.8 * $parFan) -and ($agFan -le 450))
+}
+$agSmall = Get-Ms $cold.small8 AsyncGroup { param($x) $x.Calls[0] }
+$parSmall = Get-Ms $cold.small8 Parallel { param($x) $x.Calls[0] }
+if ($null -ne $agSmall -and $null -ne $parSmall) {
+    Add-Verdict "cold small call of 8 $Le 0.8$Times -Parallel" "$(Format-Number $agSmall) vs $(Format-Number $parSmall) ($(Format-Ratio ($agSmall / $parSmall)))" ($agSmall -le 0.8 * $parSmall)
+}
+$agWall = Get-Ms $cold.fan20 AsyncGroup { param($x) $x.Wall }
+$parWall = Get-Ms $cold.fan20 Parallel { param($x) $x.Wall }
+if ($null -ne $agWall -and $null -ne $parWall) {
+    Add-Verdict 'whole process (import + 20-way fan-out) no slower than with -Parallel' "$(Format-Number $agWall) vs $(Format-Number $parWall) ($(Format-Ratio ($agWall / $parWall)))" ($agWall -le $parWall)
 }
 
-# --- (a) trivial items ----------------------------------------------------------------------
+# --- 2 and 3. warm ---------------------------------------------------------------------------
 
 $rows = @()
-$perItem = @{}
-foreach ($N in 2000, 10000) {
-    $sequential = Invoke-Case { Measure-Median { 1..$N | ForEach-Object { $_ * 2 } } }
-    $gather = Invoke-Case { Measure-Median { 1..$N | Invoke-Gather { $_ * 2 } -ThrottleLimit 4 } }
-    $parallel = if (-not $IsPwsh7) { 'skipped: needs PowerShell 7' }
-    elseif ($N -gt 2000 -and $SkipSlow) { 'skipped: -SkipSlow' }
-    else { Invoke-Case { Measure-Median { 1..$N | ForEach-Object -Parallel { $_ * 2 } -ThrottleLimit 4 } } }
-
-    $perItem["seq$N"] = $sequential
-    $perItem["ag$N"] = $gather
-    $perItem["par$N"] = $parallel
-    $rows += [pscustomobject]@{ Items = $N; Command = 'ForEach-Object (sequential)'; 'Median ms' = Format-Ms $sequential; 'Per item' = Format-PerItem $sequential $N; Ratio = '1 (baseline)' }
-    $rows += [pscustomobject]@{ Items = $N; Command = 'Invoke-Gather -ThrottleLimit 4'; 'Median ms' = Format-Ms $gather; 'Per item' = Format-PerItem $gather $N
-        Ratio = $(if ($gather -is [double] -and $sequential -is [double]) { (Format-Ratio ($gather / $sequential)) + ' sequential' } else { '' }) }
-    $rows += [pscustomobject]@{ Items = $N; Command = 'ForEach-Object -Parallel -ThrottleLimit 4'; 'Median ms' = Format-Ms $parallel; 'Per item' = Format-PerItem $parallel $N
-        Ratio = $(if ($parallel -is [double] -and $gather -is [double]) { (Format-Ratio ($parallel / $gather)) + ' Invoke-Gather' } else { '' }) }
-}
-if ($HasThreadJob) {
-    $threadJob = Invoke-Case {
-        Measure-Median {
-            1..200 | ForEach-Object { Start-ThreadJob -ThrottleLimit 4 -ScriptBlock { param($x) $x * 2 } -ArgumentList $_ } |
-                Receive-Job -Wait -AutoRemoveJob
+$warmItems = @{}
+foreach ($n in 2000, 10000) {
+    $variants = @('sequential', 'AsyncGroup', 'Parallel', 'PSParallelPipeline')
+    if ($n -gt 2000 -and $Quick) { $variants = @('sequential', 'AsyncGroup', 'PSParallelPipeline') }
+    $r = Measure-Warm $variants 'trivial' $n 4
+    $warmItems[$n] = $r
+    $seq = $r['sequential']
+    $ag = $r['AsyncGroup']
+    foreach ($v in $variants) {
+        $ratio = ''
+        if ($r[$v] -isnot [string] -and $seq -isnot [string] -and $ag -isnot [string]) {
+            $ratio = if ($v -eq 'AsyncGroup') { (Format-Ratio ($ag.Ms / $seq.Ms)) + ' sequential' }
+            elseif ($v -ne 'sequential') { (Format-Ratio ($r[$v].Ms / $ag.Ms)) + ' Invoke-Gather' } else { '1' }
+        }
+        $rows += , @($n.ToString('N0', $Invariant), $VariantLabels[$v],
+            (Format-Cell $r[$v] { param($x) Format-Number $x.Ms }),
+            (Format-Cell $r[$v] { param($x) Format-PerItem $x.Ms $n }),
+            (Format-Cell $r[$v] { param($x) "$($x.Runspaces)" }), $ratio)
+    }
+    if ($seq -isnot [string] -and $ag -isnot [string]) {
+        Add-Verdict "warm $($n.ToString('N0', $Invariant)) trivial items $Le 3$Times sequential" "$(Format-PerItem $ag.Ms $n) vs $(Format-PerItem $seq.Ms $n) ($(Format-Ratio ($ag.Ms / $seq.Ms)))" ($ag.Ms -le 3 * $seq.Ms)
+        foreach ($peer in @(@('Parallel', 20), @('PSParallelPipeline', 5))) {
+            $p = $r[$peer[0]]
+            if ($null -ne $p -and $p -isnot [string]) {
+                Add-Verdict "warm $($n.ToString('N0', $Invariant)) trivial items $Ge $($peer[1])$Times faster than $($VariantLabels[$peer[0]])" "$(Format-Ratio ($p.Ms / $ag.Ms))" ($p.Ms -ge $peer[1] * $ag.Ms)
+            }
         }
     }
-    $rows += [pscustomobject]@{ Items = 200; Command = 'Start-ThreadJob -ThrottleLimit 4 (one job per item)'; 'Median ms' = Format-Ms $threadJob; 'Per item' = Format-PerItem $threadJob 200
-        Ratio = $(if ($threadJob -is [double] -and $perItem['ag2000'] -is [double]) { (Format-Ratio (($threadJob / 200) / ($perItem['ag2000'] / 2000))) + ' Invoke-Gather (2,000) per item' } else { '' }) }
 }
-else {
-    $rows += [pscustomobject]@{ Items = 200; Command = 'Start-ThreadJob'; 'Median ms' = 'skipped: ThreadJob not available'; 'Per item' = ''; Ratio = '' }
-}
-Write-Table '(a) Trivial items { $_ * 2 }, ThrottleLimit 4' $rows
-
-$seq = $perItem['seq2000']; $ag = $perItem['ag2000']; $par = $perItem['par2000']
-Add-Verdict '2,000 trivial items: Invoke-Gather / sequential' '<= 3x' $(if ($ag -is [double] -and $seq -is [double]) { [math]::Round($ag / $seq, 2) } else { 'n/a' }) { param($v) $v -le 3 }
-Add-Verdict '2,000 trivial items: -Parallel / Invoke-Gather' '>= 20x' $(if ($ag -is [double] -and $par -is [double]) { [math]::Round($par / $ag, 1) } else { 'n/a' }) { param($v) $v -ge 20 }
-
-# --- (b) fan-out of sleeping tasks ----------------------------------------------------------
+$threadJob = Measure-Warm @('ThreadJob') 'trivial' 200 4
+$rows += , @('200', $VariantLabels['ThreadJob'],
+    (Format-Cell $threadJob['ThreadJob'] { param($x) Format-Number $x.Ms }),
+    (Format-Cell $threadJob['ThreadJob'] { param($x) Format-PerItem $x.Ms 200 }),
+    (Format-Cell $threadJob['ThreadJob'] { param($x) "$($x.Runspaces)" }), '')
+Add-Table '3. Warm: trivial items, ThrottleLimit 4' @('items', 'command', 'median', 'per item', 'runspaces', 'ratio') $rows
 
 $rows = @()
-foreach ($C in 20, 100) {
-    $warm = Invoke-Case { Measure-Median { 1..$C | Invoke-Gather { Start-Sleep -Milliseconds 200 } -ThrottleLimit $C } }
-    $cold = Invoke-Case { Measure-Cold -Count $C }
-    $rows += [pscustomobject]@{ Tasks = $C; Command = 'Invoke-Gather'; 'Warm ms' = Format-Ms $warm; 'Cold ms' = $(if ($cold -is [string]) { $cold } else { Format-Ms $cold.Call })
-        'Import ms (cold)' = $(if ($cold -is [string]) { '' } else { Format-Ms $cold.Import })
-        'Warm - ideal' = $(if ($warm -is [double]) { Format-Ms ($warm - 200) } else { '' }) }
-    if ($C -eq 20) {
-        Add-Verdict '20 x Start-Sleep 200 ms, TL 20, warm (ideal 200 ms)' '<= 300 ms' $(if ($warm -is [double]) { [math]::Round($warm) } else { 'n/a' }) { param($v) $v -le 300 }
-        Add-Verdict '20 x Start-Sleep 200 ms, TL 20, cold (ideal 200 ms)' '<= 400 ms' $(if ($cold -isnot [string]) { [math]::Round($cold.Call) } else { 'n/a' }) { param($v) $v -le 400 }
-    }
-
-    if ($IsPwsh7) {
-        $warm = Invoke-Case { Measure-Median { 1..$C | ForEach-Object -Parallel { Start-Sleep -Milliseconds 200 } -ThrottleLimit $C } }
-        $cold = Invoke-Case { Measure-Cold -Count $C -Parallel }
-        $rows += [pscustomobject]@{ Tasks = $C; Command = 'ForEach-Object -Parallel'; 'Warm ms' = Format-Ms $warm; 'Cold ms' = $(if ($cold -is [string]) { $cold } else { Format-Ms $cold.Call })
-            'Import ms (cold)' = ''
-            'Warm - ideal' = $(if ($warm -is [double]) { Format-Ms ($warm - 200) } else { '' }) }
-    }
+$small = Measure-Warm @('AsyncGroup', 'Parallel', 'PSParallelPipeline') 'trivial' 8 4 -Repeat 50
+foreach ($v in $small.Keys) {
+    $rows += , @($VariantLabels[$v], (Format-Cell $small[$v] { param($x) Format-Number $x.Ms }), (Format-Cell $small[$v] { param($x) "$($x.Runspaces)" }))
 }
-Write-Table '(b) Fan-out: N x Start-Sleep -Milliseconds 200, ThrottleLimit N (ideal 200 ms); cold = first call in a fresh process' $rows
-
-# --- (c) a small call repeated --------------------------------------------------------------
+Add-Table '2. Warm: a small call (8 trivial items, ThrottleLimit 4), 50 calls in a row' @('command', 'per call', 'runspaces per call') $rows
+if ($small['AsyncGroup'] -isnot [string]) {
+    Add-Verdict "warm small call of 8 $Le 2 ms" (Format-Number $small['AsyncGroup'].Ms) ($small['AsyncGroup'].Ms -le 2)
+}
 
 $rows = @()
-$small = Invoke-Case { (Measure-Median { for ($k = 0; $k -lt 50; $k++) { $null = 1..8 | Invoke-Gather { $_ * 2 } -ThrottleLimit 4 } }) / 50 }
-$rows += [pscustomobject]@{ Command = 'Invoke-Gather -ThrottleLimit 4'; 'Per call ms' = Format-Ms $small; Ratio = '1 (baseline)' }
+$fan = Measure-Warm @('AsyncGroup', 'Parallel', 'PSParallelPipeline') 'sleep200' 20 20
+foreach ($v in $fan.Keys) {
+    $rows += , @("20 $Times Start-Sleep 200 ms, ThrottleLimit 20 (ideal 200 ms)", $VariantLabels[$v], (Format-Cell $fan[$v] { param($x) Format-Number $x.Ms }), (Format-Cell $fan[$v] { param($x) "$($x.Runspaces)" }))
+}
+$firstAg = Invoke-Command {
+    $null = 1..4 | Invoke-Gather { Start-Sleep -Milliseconds (200 * $_); $_ } -ThrottleLimit 4 | Select-Object -First 1
+    Get-Median @(foreach ($run in 1..$Runs) { (Measure-Command { 1..4 | Invoke-Gather { Start-Sleep -Milliseconds (200 * $_); $_ } -ThrottleLimit 4 | Select-Object -First 1 }).TotalMilliseconds })
+}
+$rows += , @("Select-Object -First 1 of 4 items sleeping 200$($Dot)i ms (ideal 200 ms)", 'Invoke-Gather', (Format-Number $firstAg), '')
 if ($IsPwsh7) {
-    $smallParallel = Invoke-Case { (Measure-Median { for ($k = 0; $k -lt 50; $k++) { $null = 1..8 | ForEach-Object -Parallel { $_ * 2 } -ThrottleLimit 4 } }) / 50 }
-    $rows += [pscustomobject]@{ Command = 'ForEach-Object -Parallel -ThrottleLimit 4'; 'Per call ms' = Format-Ms $smallParallel
-        Ratio = $(if ($small -is [double] -and $smallParallel -is [double]) { (Format-Ratio ($smallParallel / $small)) + ' Invoke-Gather' } else { '' }) }
+    $null = 1..4 | ForEach-Object -Parallel { Start-Sleep -Milliseconds (200 * $_); $_ } -ThrottleLimit 4 | Select-Object -First 1
+    $firstPar = Get-Median @(foreach ($run in 1..$Runs) { (Measure-Command { 1..4 | ForEach-Object -Parallel { Start-Sleep -Milliseconds (200 * $_); $_ } -ThrottleLimit 4 | Select-Object -First 1 }).TotalMilliseconds })
+    $rows += , @("Select-Object -First 1 of 4 items sleeping 200$($Dot)i ms (ideal 200 ms)", 'ForEach-Object -Parallel', (Format-Number $firstPar), '')
 }
-Write-Table '(c) A small call (8 trivial items) repeated 50 times, warm' $rows
-Add-Verdict 'small call (8 items), per call, warm' '<= 2 ms' $(if ($small -is [double]) { [math]::Round($small, 2) } else { 'n/a' }) { param($v) $v -le 2 }
-
-# --- (d) latency until control returns ------------------------------------------------------
-
-$rows = @()
 $stop = Invoke-Case { Measure-Stop }
-$rows += [pscustomobject]@{ Case = 'PowerShell.Stop() while 4 tasks sleep'; Command = 'Invoke-Gather'; 'Median ms' = Format-Ms $stop; Ideal = '0' }
+$rows += , @('PowerShell.Stop() while 4 tasks sleep (ideal 0)', 'Invoke-Gather', (Format-Cell $stop { param($x) Format-Number $x }), '')
 if ($IsPwsh7) {
-    $stopParallel = Invoke-Case { Measure-Stop -Parallel }
-    $rows += [pscustomobject]@{ Case = 'PowerShell.Stop() while 4 tasks sleep'; Command = 'ForEach-Object -Parallel'; 'Median ms' = Format-Ms $stopParallel; Ideal = '0' }
+    $stopPar = Invoke-Case { Measure-Stop -Parallel }
+    $rows += , @('PowerShell.Stop() while 4 tasks sleep (ideal 0)', 'ForEach-Object -Parallel', (Format-Cell $stopPar { param($x) Format-Number $x }), '')
 }
+$timeout = Get-Median @(foreach ($run in 1..$Runs) {
+        (Measure-Command {
+            try { 1..4 | Invoke-Gather { Start-Sleep -Seconds 10 } -ThrottleLimit 4 -Timeout 0.2 -WarningAction SilentlyContinue } catch { if ($_.FullyQualifiedErrorId -notlike 'AsyncGroup.Timeout*') { throw } }
+        }).TotalMilliseconds - 200
+    })
+$rows += , @('-Timeout 0.2 on 4 tasks sleeping 10 s: overshoot (ideal 0)', 'Invoke-Gather', (Format-Number $timeout), '')
+Add-Table 'Warm: fan-out and latency' @('case', 'command', 'median', 'runspaces') $rows
 
-$timeout = Invoke-Case {
-    Measure-Median {
-        try {
-            1..4 | Invoke-Gather { Start-Sleep -Seconds 10 } -ThrottleLimit 4 -Timeout 0.2 -WarningAction SilentlyContinue
-            throw 'Invoke-Gather -Timeout 0.2 returned without a timeout error'
-        }
-        catch {
-            if ($_.FullyQualifiedErrorId -notlike 'AsyncGroup.Timeout*') { throw }
-        }
+# --- 4. memory and scale (fresh processes) -------------------------------------------------
+
+$rows = @()
+$mem = Measure-Cold @('sequential', 'AsyncGroup') 'trivial' 100000 4 -RunCount $ScaleRuns
+foreach ($v in 'sequential', 'AsyncGroup') {
+    $rows += , @('100,000 trivial items, ThrottleLimit 4', $VariantLabels[$v],
+        (Format-Cell $mem[$v] { param($x) Format-Number $x.Calls[0] }),
+        (Format-Cell $mem[$v] { param($x) Format-PerItem $x.Calls[0] 100000 }),
+        (Format-Cell $mem[$v] { param($x) Format-Number $x.PeakMB 'MB' }),
+        (Format-Cell $mem[$v] { param($x) "$($x.Created[0])" }))
+}
+if ($mem['sequential'] -isnot [string] -and $mem['AsyncGroup'] -isnot [string]) {
+    $ratio = $mem['AsyncGroup'].PeakMB / $mem['sequential'].PeakMB
+    Add-Verdict "100,000 trivial items: peak working set $Le 1.5$Times sequential" "$(Format-Number $mem['AsyncGroup'].PeakMB 'MB') vs $(Format-Number $mem['sequential'].PeakMB 'MB') ($(Format-Ratio $ratio))" ($ratio -le 1.5)
+    $per100k = $mem['AsyncGroup'].Calls[0] / 100000
+    $per2k = if ($warmItems[2000]['AsyncGroup'] -isnot [string]) { $warmItems[2000]['AsyncGroup'].Ms / 2000 } else { $null }
+    if ($per2k) {
+        Add-Verdict "cost per item flat from 2,000 to 100,000 items (within 1.5$Times)" "$(Format-Number ($per2k * 1000) $Micro) -> $(Format-Number ($per100k * 1000) $Micro)" ($per100k -le 1.5 * $per2k)
     }
 }
-$rows += [pscustomobject]@{ Case = '-Timeout 0.2 on 4 tasks sleeping 10 s (time - 200 ms)'; Command = 'Invoke-Gather'
-    'Median ms' = $(if ($timeout -is [double]) { Format-Ms ($timeout - 200) } else { $timeout }); Ideal = '0' }
-
-$first = Invoke-Case { Measure-Median { 1..4 | Invoke-Gather { Start-Sleep -Milliseconds (200 * $_); $_ } -ThrottleLimit 4 | Select-Object -First 1 } }
-$rows += [pscustomobject]@{ Case = 'Select-Object -First 1 of 4 items sleeping 200*i ms (total)'; Command = 'Invoke-Gather'; 'Median ms' = Format-Ms $first; Ideal = '200' }
-if ($IsPwsh7) {
-    $firstParallel = Invoke-Case { Measure-Median { 1..4 | ForEach-Object -Parallel { Start-Sleep -Milliseconds (200 * $_); $_ } -ThrottleLimit 4 | Select-Object -First 1 } }
-    $rows += [pscustomobject]@{ Case = 'Select-Object -First 1 of 4 items sleeping 200*i ms (total)'; Command = 'ForEach-Object -Parallel'; 'Median ms' = Format-Ms $firstParallel; Ideal = '200' }
+foreach ($width in 100, 500) {
+    if ($Quick -and $width -eq 500) { continue }
+    $wide = Measure-Cold @('AsyncGroup', 'Parallel') 'sleep1000' $width $width -Repeat 2 -RunCount $ScaleRuns
+    foreach ($v in 'AsyncGroup', 'Parallel') {
+        $rows += , @("$width $Times Start-Sleep 1 s, ThrottleLimit $width (ideal 1 s): cold, then warm", $VariantLabels[$v],
+            (Format-Cell $wide[$v] { param($x) (Format-Number $x.Calls[0]) + ' / ' + (Format-Number $x.Calls[1]) }), '',
+            (Format-Cell $wide[$v] { param($x) Format-Number $x.PeakMB 'MB' }),
+            (Format-Cell $wide[$v] { param($x) "$($x.Created[0]) / $($x.Created[1])" }))
+    }
+    if ($wide['AsyncGroup'] -isnot [string] -and $wide['Parallel'] -isnot [string]) {
+        $a = $wide['AsyncGroup']; $p = $wide['Parallel']
+        Add-Verdict "$width-way fan-out no slower than -Parallel, cold and warm" "cold $(Format-Number $a.Calls[0]) vs $(Format-Number $p.Calls[0]); warm $(Format-Number $a.Calls[1]) vs $(Format-Number $p.Calls[1])" (($a.Calls[0] -le $p.Calls[0]) -and ($a.Calls[1] -le $p.Calls[1]))
+        Add-Verdict "$width-way fan-out no bigger than -Parallel (peak working set)" "$(Format-Number $a.PeakMB 'MB') vs $(Format-Number $p.PeakMB 'MB')" ($a.PeakMB -le $p.PeakMB)
+    }
 }
-Write-Table '(d) Latency until control returns' $rows
-Add-Verdict 'Select-Object -First 1 of items sleeping 200*i ms' '<= 240 ms' $(if ($first -is [double]) { [math]::Round($first) } else { 'n/a' }) { param($v) $v -le 240 }
-Add-Verdict 'PowerShell.Stop() while 4 tasks sleep' '<= 10 ms' $(if ($stop -is [double]) { [math]::Round($stop, 1) } else { 'n/a' }) { param($v) $v -le 10 }
+Add-Table '4. Memory and scale (fresh processes)' @('case', 'command', 'time', 'per item', 'peak working set', 'runspaces') $rows
 
-# --- summary --------------------------------------------------------------------------------
+# --- summary ------------------------------------------------------------------------------
 
-Write-Table 'Against the targets of SPEC section 4' $Summary.ToArray()
+Add-Table 'Against the targets of issue 11' @('target', 'measured', 'verdict') $script:Verdicts.ToArray() "Load average at the end: $(Get-Load)."
+Remove-Item -LiteralPath $ChildFile -ErrorAction Ignore
+if ($OutFile) {
+    Set-Content -LiteralPath $OutFile -Value ($script:Markdown -join "`n") -Encoding UTF8
+    Write-Output ''
+    Write-Output "Written to $OutFile"
+}
 if ($script:Failures -gt 0) {
     Write-Output ''
     Write-Output "$($script:Failures) case(s) failed with an error (see 'error:' above)."

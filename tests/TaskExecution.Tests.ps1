@@ -303,4 +303,31 @@ Describe 'Task execution' {
             & { Start-Sleep -Milliseconds 3000; 1; 2 } | Invoke-Gather -Timeout 2.5 { $_ * 10 } | Should -Be @(10, 20)
         }
     }
+
+    Context 'the per-item loop of a plain script block runs in C# (issue 11)' {
+        It 'keeps each item''s variables to itself on one worker' {
+            1..3 | Invoke-Gather { $seen = $mine; $mine = $_; "[$seen]" } -ThrottleLimit 1 | Should -Be @('[]', '[]', '[]')
+        }
+
+        It 'gives every task an empty $input, with $_ and $PSItem bound to its item' {
+            1..2 | Invoke-Gather { "$_ $PSItem $(@($input).Count)" } -ThrottleLimit 1 | Should -Be @('1 1 0', '2 2 0')
+        }
+
+        It 'binds -ArgumentList to every item''s param block, with $_ bound' {
+            1..3 | Invoke-Gather { param($k) $_ * $k } -ArgumentList 10 -ThrottleLimit 2 | Should -Be @(10, 20, 30)
+        }
+
+        It 'fails only the item that throws and keeps serving the others on its worker' {
+            $r = 1..3 | Invoke-Gather { if ($_ -eq 2) { throw 'two' }; $_ } -ThrottleLimit 1 -ReturnExceptions
+            $r[0] | Should -Be 1
+            $r[1].Exception.Message | Should -Be 'two'
+            $r[2] | Should -Be 3
+        }
+
+        It 'cleans up after a call that runs commands even when the next call runs none' {
+            Invoke-Gather { $global:agFastLeak = 'dirty' } -ThrottleLimit 1
+            $null = 1..4 | Invoke-Gather { $_ * 2 } -ThrottleLimit 1
+            Invoke-Gather { "[$global:agFastLeak]" } -ThrottleLimit 1 | Should -Be '[]'
+        }
+    }
 }

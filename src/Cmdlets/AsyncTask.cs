@@ -41,6 +41,8 @@ public sealed class AsyncTask
     private int _runStarted;
     private List<AsyncTask>? _children;
     private int _liveChildren;
+    private static int s_lastHash;
+    private readonly int _hash = Interlocked.Increment(ref s_lastHash);
 
     internal AsyncTask(ScriptBatch batch, object? input, bool hasInput, object?[] arguments, Guid ownerRunspaceId)
     {
@@ -177,6 +179,14 @@ public sealed class AsyncTask
 
     /// <inheritdoc />
     public override string ToString() => $"{Name} ({State})";
+
+    /// <summary>Equality stays reference equality; the hash is assigned at creation.</summary>
+    /// <remarks>The cmdlets key several tables by task, once per pipeline input: the runtime's
+    /// object hash, made on first use, showed up as a hot spot on the pipeline thread.</remarks>
+    public override int GetHashCode() => _hash;
+
+    /// <inheritdoc />
+    public override bool Equals(object? obj) => ReferenceEquals(this, obj);
 
     /// <summary>The Core work delegate: queue the task on its batch and complete when a worker has run it.</summary>
     internal Task<IReadOnlyList<PSObject>> ExecuteAsync(CancellationToken cancellationToken)

@@ -52,7 +52,7 @@ public sealed class Gatherer<T>
     // callback never takes the gate (it would contend with Add on every task).
     private int _unfinished = 1;
     private bool _sealed;
-    private bool _timedOut;
+    private volatile bool _timedOut; // read on every pipeline input: never under the gate
     private WorkTask<T>? _trigger;
     private readonly Action<WorkTask> _onTaskDone;
     private readonly TaskStartOptions _taskOptions; // read by the WorkTask constructor only, so shared
@@ -107,16 +107,7 @@ public sealed class Gatherer<T>
     }
 
     /// <summary>True when the gather's own deadline expired.</summary>
-    public bool TimedOut
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _timedOut;
-            }
-        }
-    }
+    public bool TimedOut => _timedOut;
 
     /// <summary>Creates and starts the next task (its index is its position in <see cref="Tasks"/>).</summary>
     public WorkTask<T> Add(Func<CancellationToken, Task<T>> work, string? name = null, object? tag = null)

@@ -89,6 +89,37 @@ public sealed class WarmPool<T>
         }
     }
 
+    /// <summary>
+    /// An idle item, or one that comes back within <paramref name="wait"/> (waited for only while
+    /// one is on its way back); otherwise null — and unlike <see cref="TryRent"/>, no replacement is
+    /// counted: the caller may still call <see cref="TryRent"/>.
+    /// </summary>
+    public T? TryRentIdle(TimeSpan wait)
+    {
+        lock (_gate)
+        {
+            DateTime deadline = _clock() + wait;
+            _renters++;
+            try
+            {
+                while (_idle.Count == 0 && _returning > 0 && !_closed)
+                {
+                    TimeSpan left = deadline - _clock();
+                    if (left <= TimeSpan.Zero || !Monitor.Wait(_gate, left))
+                    {
+                        break;
+                    }
+                }
+            }
+            finally
+            {
+                _renters--;
+            }
+
+            return _idle.Count > 0 ? _idle.Pop().Item : null;
+        }
+    }
+
     /// <summary>An item will be returned shortly: renters may wait for it.</summary>
     public void Returning()
     {

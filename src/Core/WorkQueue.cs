@@ -81,26 +81,23 @@ public sealed class WorkQueue<T>
         {
             lock (_gate)
             {
-                return _items.Count > 0 || !_completed || _unqueued > 0;
+                return _items.Count > 0 || !_completed || Volatile.Read(ref _unqueued) > 0;
             }
         }
     }
 
     /// <summary>An item will be queued later (say, once admitted by a limiter): until then the queue is not drained.</summary>
-    public void Register()
-    {
-        lock (_gate)
-        {
-            _unqueued++;
-        }
-    }
+    /// <remarks>Registration happens before <see cref="Complete"/> only, so it needs no lock: it
+    /// cannot turn a drained queue back into a busy one. (It runs once per pipeline input, and the
+    /// lock is the one every waiting worker wakes on.)</remarks>
+    public void Register() => Interlocked.Increment(ref _unqueued);
 
     /// <summary>A registered item will never be queued (it was cancelled first).</summary>
     public void Unregister()
     {
         lock (_gate)
         {
-            _unqueued--;
+            Interlocked.Decrement(ref _unqueued);
             Monitor.PulseAll(_gate);
         }
     }
@@ -110,13 +107,13 @@ public sealed class WorkQueue<T>
     {
         lock (_gate)
         {
-            _unqueued--;
+            Interlocked.Decrement(ref _unqueued);
             _items.AddLast(item);
 
             // One waiter takes the item. When it is the last item the queue expects (completed,
             // nothing else registered), every other waiter must wake too and leave: a single Pulse
             // left them waiting for ever on a queue that was already drained.
-            if (_completed && _unqueued == 0)
+            if (_completed && Volatile.Read(ref _unqueued) == 0)
             {
                 Monitor.PulseAll(_gate);
             }
@@ -183,7 +180,7 @@ public sealed class WorkQueue<T>
                     return first.Value;
                 }
 
-                if (_completed && _unqueued == 0)
+                if (_completed && Volatile.Read(ref _unqueued) == 0)
                 {
                     return null;
                 }

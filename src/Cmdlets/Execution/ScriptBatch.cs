@@ -177,6 +177,15 @@ internal sealed class ScriptBatch
             _starting++;
         }
 
+        // A warm worker is handed over at once, on this thread: a thread of its own would cost
+        // more than a small call's whole work.
+        if (Pool.TryRentIdle() is { } idle)
+        {
+            WorkerArrived(idle);
+            idle.Start(this);
+            return;
+        }
+
         // Opening a runspace blocks for tens of milliseconds: never on the caller's thread, and not
         // on the thread pool either — twenty blocked pool threads starve it (it grows by about one
         // thread a second), which made a cold fan-out several times slower. A long-running task
@@ -191,14 +200,21 @@ internal sealed class ScriptBatch
                 return;
             }
 
-            Worker worker;
+            Worker? worker;
             try
             {
-                worker = Pool.Rent();
+                // Still needed when a queued task waits with no worker waiting to take it.
+                worker = Pool.Rent(() => _queue.Count > _queue.Waiting);
             }
             catch (Exception ex)
             {
                 NoWorker(ex);
+                return;
+            }
+
+            if (worker is null)
+            {
+                NoWorker(null); // the workers already serving the batch took its tasks meanwhile
                 return;
             }
 
@@ -221,9 +237,16 @@ internal sealed class ScriptBatch
         if (failure is not null)
         {
             FailQueued(failure);
+            _queue.WorkerFailedToStart();
+            return;
         }
 
-        _queue.WorkerFailedToStart();
+        // Not needed when asked: but a task queued since, while this worker still counted, may
+        // need one now.
+        if (_queue.WorkerLeft())
+        {
+            StartWorker();
+        }
     }
 
     /// <summary>Cancels a task wherever it is: still queued, or running on a worker.</summary>

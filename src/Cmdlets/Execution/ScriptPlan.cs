@@ -305,6 +305,7 @@ internal sealed class ScriptPlan
         {
             TouchesSharedScopes = MayTouchSharedScopes(ast),
             HasProcessBlock = ast.ProcessBlock is not null,
+            CallsNothing = CallsNothingIn(ast),
         };
     }
 
@@ -322,6 +323,25 @@ internal sealed class ScriptPlan
     /// when the call ends.
     /// </summary>
     public bool MayChangeSessionState => TouchesSharedScopes || Settings.Functions.Count > 0 || Settings.InitializationScript is not null;
+
+    /// <summary>
+    /// True when the script block runs no command and calls no method (say, <c>{ $_ * 2 }</c>) and
+    /// names no variable outside its own scope: it cannot change the session beyond the scope it
+    /// runs in, so with no copied functions and no initialization script a worker skips the
+    /// clean-up after the call.
+    /// </summary>
+    public bool LeavesSessionAlone => CallsNothing && !MayChangeSessionState;
+
+    private bool CallsNothing { get; set; }
+
+    private static bool CallsNothingIn(ScriptBlockAst ast) =>
+        ast.Find(a => a switch
+        {
+            CommandAst or InvokeMemberExpressionAst => true,
+            VariableExpressionAst v => v.VariablePath.IsGlobal || v.VariablePath.IsScript || v.VariablePath.IsDriveQualified
+                || s_sessionVariables.Contains(v.VariablePath.UserPath),
+            _ => false,
+        }, searchNestedScriptBlocks: true) is null;
 
     /// <summary>True when the script block has a process block: its task's input is piped in, so that block binds it to <c>$_</c>.</summary>
     public bool HasProcessBlock { get; private set; }

@@ -21,7 +21,7 @@ internal sealed class SessionBaseline
     private static readonly HashSet<string> s_engineVariables = new(StringComparer.OrdinalIgnoreCase)
     {
         "?", "_", "PSItem", "args", "input", "this", "MyInvocation", "PSCmdlet", "PSBoundParameters",
-        "LASTEXITCODE", "Matches", "__ag", "__ag_init", "__ag_body", "__ag_args", "foreach", "switch",
+        "LASTEXITCODE", "Matches", "__ag", "__ag_init", "__ag_body", "__ag_args", "__ag_loop", "foreach", "switch",
         "PSScriptRoot", "PSCommandPath", "Error", "StackTrace", "PWD", "ExecutionContext", "Host", "PID",
         "NestedPromptLevel", "null", "true", "false",
     };
@@ -30,7 +30,7 @@ internal sealed class SessionBaseline
     private readonly HashSet<string> _functions;
     private readonly Dictionary<string, object?> _globalValues = new(StringComparer.OrdinalIgnoreCase);
     private readonly Dictionary<string, KeyValuePair<object, object?>[]> _dictionaries = new(StringComparer.OrdinalIgnoreCase);
-    private readonly bool _withSessionItems;
+    private bool _withSessionItems;
     private readonly Dictionary<string, string> _aliases = new(StringComparer.OrdinalIgnoreCase);
     private readonly HashSet<string> _drives = new(StringComparer.OrdinalIgnoreCase);
     private readonly HashSet<PSModuleInfo> _modules = new();
@@ -54,17 +54,31 @@ internal sealed class SessionBaseline
             }
         }
 
-        _withSessionItems = withSessionItems;
         if (withSessionItems)
         {
-            foreach (AliasInfo alias in session.InvokeProvider.ChildItem.Get(@"alias:\", false).Select(o => o.BaseObject).OfType<AliasInfo>())
-            {
-                _aliases[alias.Name] = alias.Definition;
-            }
-
-            _drives.UnionWith(session.Drive.GetAll().Select(d => d.Name));
-            _modules.UnionWith(Modules(session));
+            AddSessionItems(session);
         }
+    }
+
+    /// <summary>
+    /// Records aliases, drives and modules as they are now, for a baseline taken without them:
+    /// correct only while nothing run since <see cref="Take"/> may have changed them.
+    /// </summary>
+    public void AddSessionItems(SessionState session)
+    {
+        if (_withSessionItems)
+        {
+            return;
+        }
+
+        foreach (AliasInfo alias in session.InvokeProvider.ChildItem.Get(@"alias:\", false).Select(o => o.BaseObject).OfType<AliasInfo>())
+        {
+            _aliases[alias.Name] = alias.Definition;
+        }
+
+        _drives.UnionWith(session.Drive.GetAll().Select(d => d.Name));
+        _modules.UnionWith(Modules(session));
+        _withSessionItems = true;
     }
 
     /// <summary>

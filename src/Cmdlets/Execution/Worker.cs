@@ -85,7 +85,18 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     }
 } | & { process { $__ag.Out($_) } }";
 
+    // The per-task loop for a plain script block in the driver's language mode, the common case:
+    // a script cmdlet whose C# loop (RunTasks) runs each task's script block through its command
+    // intrinsics, in a new scope and straight into this pipeline's output — the same semantics as
+    // '& $__ag_body' above without a pipeline (and its command set-up and logging) per task. The
+    // '$__ag_' names mark these lines as the driver's in error positions.
+    private const string FastTaskLoopScript = @"param($__ag_body)
+& { [CmdletBinding()] param() $__ag_loop = $PSCmdlet; $__ag.RunTasks($__ag_loop) } | & { process { $__ag.Out($_) } }";
+
     private static readonly List<PSVariable> s_noVariables = new();
+
+    // A task's $input is empty, as it is for '& $__ag_body' (null would give it one $null).
+    private static readonly object[] s_noInput = Array.Empty<object>();
 
     private readonly object _gate = new();
     private readonly WorkerPool _pool;
@@ -97,11 +108,15 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     private ScriptBlock? _loop;
     private ScriptBlock? _plainLoop;
     private ScriptBlock? _namedBlocksLoop;
+    private ScriptBlock? _fastLoop;
+    private string? _bodyText; // set when the batch runs on the fast loop
     private readonly List<KeyValuePair<StreamKind, object?>> _orphans = new();
     private bool _drained;
     private int _driverFrames;
     private int _loopFrames;
     private SessionState? _session;
+    private string? _callLocation; // where the batch's tasks start (a PowerShell path)
+    private string? _locationTarget; // the caller's location that _callLocation was set for
     private SessionBaseline? _baseline;
     private SessionBaseline? _itemBaseline;
     private bool _stopping;
@@ -265,7 +280,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     /// <summary>Waits for the next batch; false when the worker is closing or must restart.</summary>
     internal bool NextBatch(SessionState session)
     {
-        _baseline ??= SessionBaseline.Take(session, withSessionItems: true);
+        ScriptPlan plan;
         lock (_gate)
         {
             while (_assigned is null && !_closing && !_stopping)
@@ -280,8 +295,23 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
 
             _batch = _assigned;
             _assigned = null;
-            return true;
+            plan = _batch!.Plan;
         }
+
+        // The baseline of the worker's initial state is taken by the first call that needs it
+        // (a cold worker's first call pays no more than it must): the calls before it left the
+        // session alone. Aliases, drives and modules, dearer to record, are added by the first
+        // call that may change them, for the same reason.
+        if (!plan.LeavesSessionAlone)
+        {
+            _baseline ??= SessionBaseline.Take(session, withSessionItems: plan.MayChangeSessionState);
+            if (plan.MayChangeSessionState)
+            {
+                _baseline.AddSessionItems(session);
+            }
+        }
+
+        return true;
     }
 
     /// <summary>Applies the caller's settings to the batch scope, re-creates the script block; returns the initialization script, if any.</summary>
@@ -302,7 +332,16 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             session.PSVariable.Set(value.Key, value.Value);
         }
 
-        SetLocation(session, settings);
+        // Setting the location looks the drive up (on Unix, a read of the mount table): skipped when
+        // the worker is still where the previous call with the same location left it.
+        string target = settings.ProviderLocation ?? settings.FileSystemLocation;
+        if (!string.Equals(target, _locationTarget, StringComparison.Ordinal)
+            || !string.Equals(session.Path.CurrentLocation.Path, _callLocation, StringComparison.Ordinal))
+        {
+            SetLocation(session, settings);
+            _locationTarget = target;
+            _callLocation = session.Path.CurrentLocation.Path;
+        }
 
         // User code is parsed here, in the worker, under the caller's language mode: a script block
         // remembers the mode it was created in, so a ConstrainedLanguage caller never gets
@@ -325,10 +364,23 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             session.LanguageMode = driverMode;
         }
 
-        // The loop itself is ours: created in the driver's own mode, like the driver.
-        _loop = plan.HasProcessBlock
-            ? _namedBlocksLoop ??= ScriptBlock.Create(TaskLoopScriptNamedBlocks)
-            : _plainLoop ??= ScriptBlock.Create(TaskLoopScript);
+        // The loop itself is ours: created in the driver's own mode, like the driver. The fast loop
+        // parses the task's text in the driver's mode, so it serves callers in that mode only.
+        _bodyText = null;
+        if (plan.HasProcessBlock)
+        {
+            _loop = _namedBlocksLoop ??= ScriptBlock.Create(TaskLoopScriptNamedBlocks);
+        }
+        else if (settings.LanguageMode == driverMode)
+        {
+            _bodyText = plan.WorkerText;
+            _loop = _fastLoop ??= ScriptBlock.Create(FastTaskLoopScript);
+        }
+        else
+        {
+            _loop = _plainLoop ??= ScriptBlock.Create(TaskLoopScript);
+        }
+
         return init;
     }
 
@@ -362,6 +414,47 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             {
                 // 'exit' (or a labelled 'break' with no matching loop) ends the task as it would end
                 // a script: what it wrote is kept, and the exit code, if any, is recorded.
+                if (ExitCodeOf(ex) is { } code)
+                {
+                    _current?.SetExitCode(code);
+                }
+            }
+            catch (RuntimeException ex)
+            {
+                Fail(ex.ErrorRecord);
+            }
+            catch (Exception ex)
+            {
+                Fail(ErrorHelper.FromException(ex, ErrorIds.TaskFailed, _current));
+            }
+        }
+    }
+
+    /// <summary>
+    /// The fast per-task loop (<see cref="FastTaskLoopScript"/>): runs every task of the batch from
+    /// C#. Each task's script block runs in a new scope below the loop's, where <c>$_</c> is its
+    /// input, and writes into the loop's output pipe, so output streams to the task as it is
+    /// written. <c>exit</c>, a stray <c>break</c> or <c>continue</c>, and a terminating error end
+    /// the task, not the loop.
+    /// </summary>
+    internal void RunTasks(PSCmdlet loop)
+    {
+        string text = _bodyText!;
+        CommandInvocationIntrinsics invoke = loop.InvokeCommand;
+        PSVariableIntrinsics variables = loop.SessionState.PSVariable;
+        while (MoveNext())
+        {
+            try
+            {
+                variables.Set("_", CurrentInput);
+                invoke.InvokeScript(text, true, PipelineResultTypes.Output, s_noInput, CurrentArguments);
+            }
+            catch (PipelineStoppedException)
+            {
+                throw; // the driver is being stopped: DriverEnded settles the task
+            }
+            catch (Exception ex) when (IsFlowControl(ex))
+            {
                 if (ExitCodeOf(ex) is { } code)
                 {
                     _current?.SetExitCode(code);
@@ -436,7 +529,10 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     internal void EndBatch(SessionState session)
     {
         _itemBaseline = null;
-        _baseline?.Restore(session, sessionItems: _batch?.Plan.MayChangeSessionState ?? true);
+        if (_batch?.Plan is not { LeavesSessionAlone: true })
+        {
+            _baseline?.Restore(session, sessionItems: _batch?.Plan.MayChangeSessionState ?? true);
+        }
 
         ScriptBatch? batch;
         bool stopping;
@@ -462,7 +558,11 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     // --- lifetime -------------------------------------------------------------------------------
 
     /// <summary>Resets a worker whose driver has ended: variables, $Error, location and functions return to the initial state.</summary>
-    internal void Reset() => Runspace.ResetRunspaceState();
+    internal void Reset()
+    {
+        _locationTarget = null;
+        Runspace.ResetRunspaceState();
+    }
 
     internal void DisposeRunspace()
     {
@@ -522,19 +622,21 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
         }
     }
 
-    private static void ResetBetweenItems(SessionState session, WorkerSettings settings)
+    private void ResetBetweenItems(SessionState session, WorkerSettings settings)
     {
         if (session.PSVariable.GetValue("Error") is ArrayList errors && errors.Count > 0)
         {
             errors.Clear();
         }
 
-        string expected = settings.ProviderLocation ?? settings.FileSystemLocation;
-        PathInfo current = session.Path.CurrentLocation;
-        string actual = settings.ProviderLocation is null ? current.ProviderPath : current.Path;
-        if (!string.Equals(actual, expected, StringComparison.Ordinal))
+        // Compared as a PowerShell path, the location set for the call: asking for the provider
+        // path looks the drive up, which on Unix reads the mount table — that was half of what a
+        // trivial item cost.
+        if (!string.Equals(session.Path.CurrentLocation.Path, _callLocation, StringComparison.Ordinal))
         {
             SetLocation(session, settings);
+            _callLocation = session.Path.CurrentLocation.Path;
+            _locationTarget = settings.ProviderLocation ?? settings.FileSystemLocation;
         }
     }
 
@@ -916,6 +1018,9 @@ public sealed class WorkerDriverContext
 
     /// <summary>Runs tasks until the batch is drained or the driver is stopped.</summary>
     public void Run() => _worker.Run();
+
+    /// <summary>Runs every task of the batch (the fast loop); <paramref name="loop"/> is the loop's script cmdlet.</summary>
+    public void RunTasks(PSCmdlet loop) => _worker.RunTasks(loop);
 
     /// <summary>Finishes the task just run and starts the next one; false when the batch is drained.</summary>
     public bool MoveNext() => _worker.MoveNext();

@@ -25,11 +25,14 @@ internal sealed class WorkerPool
     private static readonly ConcurrentDictionary<string, WorkerPool> s_pools = new(StringComparer.OrdinalIgnoreCase);
     private static readonly Timer s_trimTimer = new(_ => TrimAll(), null, TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(15));
     private static readonly ConcurrentDictionary<Worker, byte> s_busy = new();
+    private static readonly SemaphoreSlim s_openSlots = new(Math.Max(2, Environment.ProcessorCount));
     private static int s_created;
     private static int s_live;
 
     private readonly WarmPool<Worker> _warm = new(ReturnWait);
     private readonly string[] _modules;
+    private readonly object _sessionStateGate = new();
+    private InitialSessionState? _sessionState;
 
     private WorkerPool(string[] modules) => _modules = modules;
 
@@ -64,10 +67,57 @@ internal sealed class WorkerPool
     /// A warm worker — waiting briefly for one on its way back (a millisecond away) rather than
     /// opening a new runspace (tens of milliseconds) — or a new one.
     /// </summary>
-    internal Worker Rent()
+    /// <remarks>
+    /// Runspaces are opened a few at a time (<see cref="s_openSlots"/>): opening is CPU-bound, and
+    /// twenty opened at once on two cores all finish late, while opened a few at a time the first
+    /// ones start their tasks early and, when those are short, serve the queue before the later
+    /// ones are needed. A renter that waited for a slot opens nothing once
+    /// <paramref name="stillNeeded"/> says its work was taken meanwhile: it gets null.
+    /// </remarks>
+    internal Worker? Rent(Func<bool>? stillNeeded = null)
     {
-        Worker worker = _warm.TryRent() ?? Create();
+        Worker? worker = _warm.TryRent();
+        if (worker is null)
+        {
+            s_openSlots.Wait();
+            try
+            {
+                worker = _warm.TryRentIdle(TimeSpan.Zero);
+                if (worker is null)
+                {
+                    if (stillNeeded is not null && !stillNeeded())
+                    {
+                        return null;
+                    }
+
+                    worker = Create();
+                }
+            }
+            finally
+            {
+                s_openSlots.Release();
+            }
+        }
+
         s_busy[worker] = 0;
+        return worker;
+    }
+
+    /// <summary>How long a call's own thread waits for a worker on its way back before leaving the wait to a thread of its own.</summary>
+    private static readonly TimeSpan InlineReturnWait = TimeSpan.FromMilliseconds(3);
+
+    /// <summary>
+    /// An idle warm worker, or one coming back within a few milliseconds (the previous call's,
+    /// finishing its clean-up), or null: see <see cref="Rent"/> for one that waits longer or opens a runspace.
+    /// </summary>
+    internal Worker? TryRentIdle()
+    {
+        Worker? worker = _warm.TryRentIdle(InlineReturnWait);
+        if (worker is not null)
+        {
+            s_busy[worker] = 0;
+        }
+
         return worker;
     }
 
@@ -128,19 +178,39 @@ internal sealed class WorkerPool
         }
     }
 
+    /// <summary>
+    /// The pool's session state, built once: every runspace takes a copy of it when created, and
+    /// building it (CreateDefault2) costs about as much as the copy and the open together.
+    /// </summary>
+    private InitialSessionState SessionState
+    {
+        get
+        {
+            lock (_sessionStateGate)
+            {
+                if (_sessionState is null)
+                {
+                    InitialSessionState iss = InitialSessionState.CreateDefault2();
+                    if (_modules.Length > 0)
+                    {
+                        iss.ImportPSModule(_modules);
+                    }
+
+                    // The worker runs its driver on a background thread of its own. ReuseThread would give the
+                    // runspace a foreground "Pipeline Execution Thread" that the idle driver occupies, which kept
+                    // every process that used the module alive until the idle trim (about 75 s).
+                    iss.ThreadOptions = PSThreadOptions.UseCurrentThread;
+                    _sessionState = iss;
+                }
+
+                return _sessionState;
+            }
+        }
+    }
+
     private Worker Create()
     {
-        InitialSessionState iss = InitialSessionState.CreateDefault2();
-        if (_modules.Length > 0)
-        {
-            iss.ImportPSModule(_modules);
-        }
-
-        // The worker runs its driver on a background thread of its own. ReuseThread would give the
-        // runspace a foreground "Pipeline Execution Thread" that the idle driver occupies, which kept
-        // every process that used the module alive until the idle trim (about 75 s).
-        iss.ThreadOptions = PSThreadOptions.UseCurrentThread;
-        Runspace runspace = RunspaceFactory.CreateRunspace(iss);
+        Runspace runspace = RunspaceFactory.CreateRunspace(SessionState);
         int n = Interlocked.Increment(ref s_created);
         runspace.Name = "AsyncGroup-Worker-" + n;
         try

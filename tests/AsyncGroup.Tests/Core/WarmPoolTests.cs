@@ -115,4 +115,33 @@ public class WarmPoolTests
         pool.Returning();
         Assert.False(pool.Return("b"));
     }
+
+    [Fact]
+    public void Rent_idle_returns_null_at_once_when_nothing_is_idle_or_returning()
+    {
+        var pool = new WarmPool<string>(TestAsync.Deadline);
+        Assert.Null(pool.TryRentIdle(TestAsync.Deadline)); // a long wait, but nothing to wait for
+    }
+
+    [Fact]
+    public async Task Rent_idle_takes_an_item_that_comes_back_within_its_wait()
+    {
+        var pool = new WarmPool<string>(TimeSpan.Zero);
+        pool.Returning();
+        Task<string?> renter = Task.Run(() => pool.TryRentIdle(TestAsync.Deadline));
+        pool.Return("back");
+        Assert.Equal("back", await renter.Bounded());
+    }
+
+    [Fact]
+    public void Rent_idle_that_gives_up_creates_no_replacement_debt()
+    {
+        // The caller of TryRentIdle creates nothing when it gives up (it hands over to TryRent):
+        // the item on its way back must still be welcome when it arrives.
+        var pool = new WarmPool<string>(TimeSpan.Zero);
+        pool.Returning();
+        Assert.Null(pool.TryRentIdle(TimeSpan.FromMilliseconds(1)));
+        Assert.True(pool.Return("late"));
+        Assert.Equal("late", pool.TryRentIdle(TimeSpan.Zero));
+    }
 }
