@@ -33,6 +33,7 @@ public sealed class AsyncTask
     private ErrorRecord? _error;
     private EventHandler? _completed;
     private Worker? _runningOn;
+    private RemoteWorker? _runningRemotely;
     private DateTimeOffset? _startedAt;
     private int _queued;
     private bool _outputSignalled;
@@ -153,6 +154,16 @@ public sealed class AsyncTask
         get => Volatile.Read(ref _runningOn);
         set => Volatile.Write(ref _runningOn, value);
     }
+
+    /// <summary>The remote worker running it right now, if any (-Session).</summary>
+    internal RemoteWorker? RunningRemotely
+    {
+        get => Volatile.Read(ref _runningRemotely);
+        set => Volatile.Write(ref _runningRemotely, value);
+    }
+
+    /// <summary>The computer of the remoting session that ran it (-Session); null for a local task.</summary>
+    public string? ComputerName { get; internal set; }
 
     /// <summary>Position in the gather that created it (-1 outside a gather).</summary>
     internal int Index { get; set; } = -1;
