@@ -40,6 +40,10 @@ function Start-SshTestEndpoint {
     param([double] $TimeoutSeconds = 30)
 
     $script:SshSkipReason = $null
+    if (-not [string]::IsNullOrEmpty($env:ASYNCGROUP_NO_SSH)) {
+        $script:SshSkipReason = 'ASYNCGROUP_NO_SSH is set'
+        return $null
+    }
     if ($PSVersionTable.PSVersion.Major -lt 7 -or $IsWindows) {
         $script:SshSkipReason = 'the SSH test endpoint needs PowerShell 7 on Linux or macOS'
         return $null
