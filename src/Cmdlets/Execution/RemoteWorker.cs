@@ -27,10 +27,6 @@ internal sealed class RemoteWorker
     /// <summary>How long a cancelled remote pipeline may take to stop (a round trip) before it is abandoned.</summary>
     internal static readonly TimeSpan StopGracePeriod = Worker.StopGracePeriod + TimeSpan.FromSeconds(0.5);
 
-    // Runs the pipeline with a host that has no UI: records come back as stream data only, instead
-    // of also being written on the caller's console through the session's host.
-    private static readonly PSInvocationSettings s_settings = new() { Host = new NoUIHost() };
-
     private readonly object _gate = new();
     private readonly ScriptBatch _batch;
     private readonly RemoteTarget _target;
@@ -178,7 +174,7 @@ internal sealed class RemoteWorker
             task.MarkStarted();
             try
             {
-                ps.Invoke<object, PSObject>(null, output, s_settings);
+                ps.Invoke<object, PSObject>(null, output, new PSInvocationSettings { Host = new TaskHost(task) });
             }
             catch (Exception ex)
             {
@@ -307,26 +303,32 @@ internal sealed class RemoteWorker
         }
     }
 
-    /// <summary>A host without UI: remote records arrive only as stream data, never on the caller's console.</summary>
-    private sealed class NoUIHost : PSHost
+    /// <summary>
+    /// The host a remote task's pipeline sees: its UI writes nothing (records arrive as stream data,
+    /// never also on the caller's console through the session's host) and reads nothing; its
+    /// SetShouldExit records the code a task gave to <c>exit</c>.
+    /// </summary>
+    private sealed class TaskHost : PSHost
     {
         private readonly Guid _id = Guid.NewGuid();
+        private readonly AsyncTask _task;
+        private readonly SilentUI _ui = new();
 
-        public override string Name => "AsyncGroupRemote";
+        public TaskHost(AsyncTask task) => _task = task;
+
+        public override string Name => "AsyncGroupRemoteTask";
 
         public override Version Version => new(1, 0);
 
         public override Guid InstanceId => _id;
 
-        public override PSHostUserInterface UI => null!;
+        public override PSHostUserInterface UI => _ui;
 
         public override CultureInfo CurrentCulture => CultureInfo.CurrentCulture;
 
         public override CultureInfo CurrentUICulture => CultureInfo.CurrentUICulture;
 
-        public override void SetShouldExit(int exitCode)
-        {
-        }
+        public override void SetShouldExit(int exitCode) => _task.SetExitCode(exitCode);
 
         public override void EnterNestedPrompt() => throw new NotSupportedException();
 
@@ -339,5 +341,60 @@ internal sealed class RemoteWorker
         public override void NotifyEndApplication()
         {
         }
+    }
+
+    private sealed class SilentUI : PSHostUserInterface
+    {
+        private const string NoInput = "A task running on a remote session cannot read from the host.";
+
+        public override PSHostRawUserInterface? RawUI => null;
+
+        public override string ReadLine() => throw new PSNotSupportedException(NoInput);
+
+        public override System.Security.SecureString ReadLineAsSecureString() => throw new PSNotSupportedException(NoInput);
+
+        public override void Write(string value)
+        {
+        }
+
+        public override void Write(ConsoleColor foregroundColor, ConsoleColor backgroundColor, string value)
+        {
+        }
+
+        public override void WriteLine(string value)
+        {
+        }
+
+        public override void WriteErrorLine(string value)
+        {
+        }
+
+        public override void WriteDebugLine(string message)
+        {
+        }
+
+        public override void WriteProgress(long sourceId, ProgressRecord record)
+        {
+        }
+
+        public override void WriteVerboseLine(string message)
+        {
+        }
+
+        public override void WriteWarningLine(string message)
+        {
+        }
+
+        public override System.Collections.Generic.Dictionary<string, PSObject> Prompt(string caption, string message, System.Collections.ObjectModel.Collection<FieldDescription> descriptions) =>
+            throw new PSNotSupportedException(NoInput);
+
+        public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName) =>
+            throw new PSNotSupportedException(NoInput);
+
+        public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName, PSCredentialTypes allowedCredentialTypes, PSCredentialUIOptions options) =>
+            throw new PSNotSupportedException(NoInput);
+
+        public override int PromptForChoice(string caption, string message, System.Collections.ObjectModel.Collection<ChoiceDescription> choices, int defaultChoice) =>
+            throw new PSNotSupportedException(NoInput);
     }
 }
