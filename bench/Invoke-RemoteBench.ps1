@@ -17,7 +17,8 @@
     - Invoke-Command, one call per item, round-robin over the sessions: the direct translation of
       a per-item loop (sequential: Invoke-Command has no way to run items concurrently on one
       call's sessions);
-    - Invoke-Command -AsJob, one job per item, -ThrottleLimit = sessions, then Receive-Job in order;
+    (Invoke-Command -AsJob per item is no option: a second pipeline on a busy session fails with
+    "Pipelines cannot be run concurrently".)
     - Invoke-Command hand-chunked: one call over all sessions, each session taking its share of
       the items (the fastest way to use Invoke-Command, at the price of splitting the work by hand
       and losing per-item timeout, fail-fast and ordering).
@@ -70,13 +71,6 @@ try {
             for ($i = 0; $i -lt $inputItems.Count; $i++) {
                 Invoke-Command -Session $s[$i % $s.Count] -ScriptBlock { param($x) $x * 2 } -ArgumentList $inputItems[$i]
             }
-        }
-        "Invoke-Command -AsJob per item (TL $Sessions)" = {
-            $jobs = for ($i = 0; $i -lt $inputItems.Count; $i++) {
-                Invoke-Command -Session $s[$i % $s.Count] -ThrottleLimit $Sessions -AsJob -ScriptBlock { param($x) $x * 2 } -ArgumentList $inputItems[$i]
-            }
-            $null = $jobs | Wait-Job
-            foreach ($job in $jobs) { Receive-Job -Job $job; Remove-Job -Job $job }
         }
         "Invoke-Command hand-chunked (TL $Sessions)" = {
             $n = $s.Count
