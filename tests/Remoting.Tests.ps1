@@ -135,6 +135,36 @@ Describe 'Remoting (-Session over SSH)' {
             @($info | ForEach-Object { "$($_.MessageData)" }) | Should -Be 'remote info'
         }
 
+        It 'does not also print remote records on the caller''s console (they arrive as stream data only)' {
+            if (Skip-WithoutSsh) { return }
+            # A child process, so that its console output can be read: records silenced by the
+            # caller (3>$null 4>$null) must not show up through the session's host either.
+            $e = $script:endpoint
+            $r = Invoke-ChildPowerShell -TimeoutSeconds 120 -Command @"
+Import-Module `$env:ASYNCGROUP_MANIFEST
+`$ProgressPreference = 'SilentlyContinue'
+`$o = @{ StrictHostKeyChecking = 'yes'; UserKnownHostsFile = '$($e.KnownHosts)'; IdentitiesOnly = 'yes'; BatchMode = 'yes' }
+`$s = New-PSSession -HostName 127.0.0.1 -Port $($e.Port) -UserName root -KeyFilePath '$($e.KeyFilePath)' -SSHTransport -Options `$o
+Invoke-Gather -Session `$s { Write-Warning 'remote-warning'; Write-Verbose 'remote-verbose' -Verbose; Write-Host 'remote-host'; 'out' } 3>`$null 4>`$null 6>`$null
+Remove-PSSession `$s
+"@
+
+            $r.TimedOut | Should -BeFalse
+            $r.ErrorText | Should -BeNullOrEmpty
+            $r.Output | Should -Be @('out')
+        }
+
+        It 'exit ends a remote task with its exit code and leaves the session usable' {
+            if (Skip-WithoutSsh) { return }
+            $t = Start-AsyncTask -Session $script:sessions[0] { 'before'; exit 3; 'after' }
+            $null = Wait-AsyncGroup -Task $t -Timeout 60
+
+            $t.State | Should -Be 'Completed'
+            $t.Output | Should -Be @('before')
+            $t.ExitCode | Should -Be 3
+            Assert-SessionsFree
+        }
+
         It 'fails the task on a non-terminating error when -ErrorAction Stop is given' {
             if (Skip-WithoutSsh) { return }
             { Invoke-Gather -Session $script:sessions[0] -ErrorAction Stop { Write-Error 'stop here'; 'not reached' } } |
@@ -251,6 +281,36 @@ Describe 'Remoting (-Session over SSH)' {
         }
     }
 
+    Context 'abandoned remote pipelines' {
+        It 'a remote pipeline that cannot be stopped is abandoned with a warning; its session is used again once it ends' {
+            if (Skip-WithoutSsh) { return }
+            $gate = New-Gate
+            $warnings = $null
+            $clock = [System.Diagnostics.Stopwatch]::StartNew()
+            $caught = $null
+            try {
+                Invoke-Gather -Session $script:sessions[0] -Timeout 1 -WarningVariable warnings -WarningAction SilentlyContinue -ArgumentList $gate {
+                    param($g)
+                    # Blocked in a .NET call: a pipeline stop cannot interrupt it. The stop takes
+                    # effect once the call returns: the finally block marks that moment.
+                    try { [System.Threading.Thread]::Sleep(20000) }
+                    finally { New-Item -ItemType File -Path $g | Out-Null }
+                }
+            }
+            catch { $caught = $_ }
+            $clock.Stop()
+
+            $caught.FullyQualifiedErrorId | Should -Be 'AsyncGroup.Timeout,AsyncGroup.Commands.InvokeGatherCommand'
+            $clock.Elapsed.TotalSeconds | Should -BeLessThan 15 -Because 'the call returns after the grace period, not when the remote sleep ends'
+            @($warnings | Where-Object { "$_" -like '*abandoned*' }).Count | Should -Be 1
+            Test-Path $gate | Should -BeFalse
+
+            # The abandoned pipeline runs on; a new task on that session waits for it to end.
+            Invoke-Gather -Session $script:sessions[0] -ArgumentList $gate { param($g) Test-Path $g } | Should -BeTrue
+            Assert-SessionsFree
+        }
+    }
+
     Context 'tasks and groups' {
         It 'Start-AsyncTask -Session runs on a session; Wait-AsyncGroup -ReturnWhen FirstCompleted returns the quick one' {
             if (Skip-WithoutSsh) { return }
@@ -273,14 +333,16 @@ Describe 'Remoting (-Session over SSH)' {
             if (Skip-WithoutSsh) { return }
             $gate = New-Gate
             $caught = $null
+            $children = New-SyncHashtable
             try {
-                Start-TaskGroup -Session $script:sessions {
-                    $null = Start-AsyncTask -Name sleeper -ArgumentList $gate {
+                # -Timeout only bounds a broken module: the failure ends the group long before.
+                Start-TaskGroup -Session $script:sessions -Timeout 120 {
+                    $children.sleeper = Start-AsyncTask -Name sleeper -ArgumentList $gate {
                         param($g)
                         New-Item -ItemType File -Path $g | Out-Null
                         foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
                     }
-                    $null = Start-AsyncTask -Name failer -ArgumentList $gate {
+                    $children.failer = Start-AsyncTask -Name failer -ArgumentList $gate {
                         param($g)
                         foreach ($i in 1..3000) { if (Test-Path $g) { break }; Start-Sleep -Milliseconds 20 }
                         throw 'child failed'
@@ -289,7 +351,8 @@ Describe 'Remoting (-Session over SSH)' {
             }
             catch { $caught = $_ }
 
-            $caught.FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskGroupFailed,AsyncGroup.Commands.StartTaskGroupCommand'
+            $states = "sleeper $($children.sleeper.State) on $($children.sleeper.ComputerName), failer $($children.failer.State) started $($children.failer.StartTime)"
+            $caught.FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskGroupFailed,AsyncGroup.Commands.StartTaskGroupCommand' -Because $states
             $caught.Exception.InnerExceptions.Count | Should -Be 1
             $caught.Exception.InnerExceptions[0].Message | Should -Be 'child failed'
             Assert-SessionsFree
@@ -297,7 +360,7 @@ Describe 'Remoting (-Session over SSH)' {
 
         It 'never closes the sessions it was given' {
             if (Skip-WithoutSsh) { return }
-            $null = 1..4 | Invoke-Gather -Session $script:sessions { $_ }
+            $null = 1..4 | Invoke-Gather -Session $script:sessions -Timeout 120 { $_ }
             foreach ($s in $script:sessions) { $s.State | Should -Be 'Opened' }
             @(Get-PSSession | Where-Object { $script:sessions -contains $_ }).Count | Should -Be 2
         }
@@ -309,7 +372,7 @@ Describe 'Remoting (-Session over SSH)' {
             $closed = @(New-SshTestSession $script:endpoint -Count 1)[0]
             Remove-PSSession -Session $closed
 
-            $out = Invoke-Gather -Session $script:sessions[0], $closed -ReturnExceptions { 'ran' }
+            $out = Invoke-Gather -Session $script:sessions[0], $closed -ReturnExceptions -Timeout 120 { 'ran' }
             $out[0] | Should -Be 'ran'
             $out[1] | Should -BeOfType [System.Management.Automation.ErrorRecord]
             $out[1].CategoryInfo.Category | Should -Be 'ConnectionError'
@@ -317,7 +380,7 @@ Describe 'Remoting (-Session over SSH)' {
             $out[1].TargetObject.Error.FullyQualifiedErrorId | Should -Be 'AsyncGroup.SessionFailed'
 
             # Spread over both, every item goes to the working session.
-            $spread = 1..4 | Invoke-Gather -Session $closed, $script:sessions[0] { $_ }
+            $spread = 1..4 | Invoke-Gather -Session $closed, $script:sessions[0] -Timeout 120 { $_ }
             $spread | Should -Be @(1, 2, 3, 4)
         }
 

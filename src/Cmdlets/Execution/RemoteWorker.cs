@@ -63,16 +63,21 @@ internal sealed class RemoteWorker
             ps = _ps;
         }
 
-        try
-        {
-            ps?.BeginStop(null, null);
-        }
-        catch (Exception)
-        {
-            // The pipeline ended meanwhile, or the session broke: the run settles the task.
-        }
-
+        // Armed first, and the stop sent from the thread pool: this runs in a cancellation callback,
+        // on whatever thread cancelled (the pipeline thread, another task's worker finishing Core's
+        // bookkeeping), and sending a stop over a remoting transport may block on its writes.
         _ = Task.Delay(StopGracePeriod).ContinueWith(_ => AbandonIfStuck(task), TaskScheduler.Default);
+        _ = Task.Run(() =>
+        {
+            try
+            {
+                ps?.BeginStop(null, null);
+            }
+            catch (Exception)
+            {
+                // The pipeline ended meanwhile, or the session broke: the run settles the task.
+            }
+        });
     }
 
     private void Serve()
@@ -93,7 +98,20 @@ internal sealed class RemoteWorker
                     continue;
                 }
 
-                RunOn(task);
+                try
+                {
+                    RunOn(task);
+                }
+                catch (Exception ex)
+                {
+                    // Not the script's doing (setting up the pipeline failed): the task it took
+                    // must still end, or its caller waits for ever.
+                    if (!task.IsExecutionDone)
+                    {
+                        task.SetFailed(ErrorHelper.FromException(
+                            new InvalidOperationException($"Task '{task.Name}' could not be run on a remote session: {ex.Message}", ex), ErrorIds.WorkerFailed, task));
+                    }
+                }
             }
         }
         catch (Exception ex)
