@@ -384,6 +384,31 @@ Remove-PSSession `$s
             $spread | Should -Be @(1, 2, 3, 4)
         }
 
+        It 'a task that fails at once on a closed session still ends (repeated; it once raced the task''s own set-up)' {
+            if (Skip-WithoutSsh) { return }
+            # A child process bounds a hang: the lost task never ended, and neither did the call.
+            $e = $script:endpoint
+            $r = Invoke-ChildPowerShell -TimeoutSeconds 180 -Command @"
+Import-Module `$env:ASYNCGROUP_MANIFEST
+`$ProgressPreference = 'SilentlyContinue'
+`$o = @{ StrictHostKeyChecking = 'yes'; UserKnownHostsFile = '$($e.KnownHosts)'; IdentitiesOnly = 'yes'; BatchMode = 'yes' }
+`$closed = New-PSSession -HostName 127.0.0.1 -Port $($e.Port) -UserName root -KeyFilePath '$($e.KeyFilePath)' -SSHTransport -Options `$o
+Remove-PSSession `$closed
+`$failed = 0
+foreach (`$i in 1..40) {
+    `$r = Invoke-Gather -Session `$closed -ReturnExceptions { 1 }
+    if (`$r.CategoryInfo.Category -eq 'ConnectionError') { `$failed++ }
+    `$t = Start-AsyncTask -Session `$closed { 1 }
+    `$null = Wait-AsyncGroup -Task `$t
+    if (`$t.Error.CategoryInfo.Category -eq 'ConnectionError') { `$failed++ }
+}
+"failed `$failed"
+"@
+
+            $r.TimedOut | Should -BeFalse -Because 'every task on the closed session must end'
+            $r.Output | Should -Be @('failed 80')
+        }
+
         It 'killing a session''s remote process mid-task fails that task only; the others finish on the other session' {
             if (Skip-WithoutSsh) { return }
             $pair = @(New-SshTestSession $script:endpoint -Count 2)

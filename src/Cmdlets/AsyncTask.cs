@@ -76,6 +76,9 @@ public sealed class AsyncTask
     /// <summary>The task's name (<c>Task-&lt;Id&gt;</c> unless -Name was given).</summary>
     public string Name => Work.Name;
 
+    /// <summary>The name once the Core task is bound, else null (a worker may start a task a moment before its cmdlet binds it).</summary>
+    internal string? NameIfBound => Volatile.Read(ref _work)?.Name;
+
     /// <summary>Pending, Running, Completed, Failed or Cancelled.</summary>
     /// <remarks>Running only once a worker has started it: a task waiting in its batch's queue is Pending.</remarks>
     public WorkTaskState State => Work.State == WorkTaskState.Running && _startedAt is null ? WorkTaskState.Pending : Work.State;

@@ -109,7 +109,7 @@ internal sealed class RemoteWorker
                     if (!task.IsExecutionDone)
                     {
                         task.SetFailed(ErrorHelper.FromException(
-                            new InvalidOperationException($"Task '{task.Name}' could not be run on a remote session: {ex.Message}", ex), ErrorIds.WorkerFailed, task));
+                            new InvalidOperationException($"{Label(task, capital: true)} could not be run on a remote session: {ex.Message}", ex), ErrorIds.WorkerFailed, task));
                     }
                 }
             }
@@ -141,7 +141,7 @@ internal sealed class RemoteWorker
         if (lease is null)
         {
             task.SetFailed(SessionError(
-                $"None of the sessions ({_target.HostNames}) can run task '{task.Name}': each is closed, broken or disconnected.",
+                $"None of the sessions ({_target.HostNames}) can run {Label(task)}: each is closed, broken or disconnected.",
                 null,
                 task));
             return;
@@ -247,9 +247,9 @@ internal sealed class RemoteWorker
             task.SetFailed(SessionError(
                 string.Format(
                     CultureInfo.InvariantCulture,
-                    "The session to '{0}' failed while it ran task '{1}' (session state: {2}).{3}",
+                    "The session to '{0}' failed while it ran {1} (session state: {2}).{3}",
                     session.ComputerName,
-                    task.Name,
+                    Label(task),
                     session.Runspace?.RunspaceStateInfo.State.ToString() ?? "none",
                     reason),
                 error,
@@ -261,6 +261,14 @@ internal sealed class RemoteWorker
             ? record
             : ErrorHelper.FromException(error, ErrorIds.TaskFailed, task));
     }
+
+    /// <summary>
+    /// "task 'Task-7'" for messages. A worker may take a task a moment before the cmdlet that
+    /// created it has bound its Core task (which holds the name): reading Name then would throw, and
+    /// the task would never end.
+    /// </summary>
+    private static string Label(AsyncTask task, bool capital = false) =>
+        task.NameIfBound is { } name ? (capital ? "Task '" : "task '") + name + "'" : (capital ? "A task" : "a task");
 
     /// <summary>A session problem: category ConnectionError, the host named in the message.</summary>
     private static ErrorRecord SessionError(string message, Exception? inner, AsyncTask task) =>
@@ -305,7 +313,7 @@ internal sealed class RemoteWorker
         }
 
         task.Post(new StreamMessage(StreamKind.Warning,
-            $"Task '{task.Name}' on '{task.ComputerName}' did not stop within {StopGracePeriod.TotalSeconds:0.#} s of being cancelled; its remote pipeline was abandoned and the session is used again once that pipeline ends.",
+            $"{Label(task, capital: true)} on '{task.ComputerName}' did not stop within {StopGracePeriod.TotalSeconds:0.#} s of being cancelled; its remote pipeline was abandoned and the session is used again once that pipeline ends.",
             task));
         task.SetCancelled(task.CancellationToken);
 
