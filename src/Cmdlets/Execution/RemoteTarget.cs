@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation.Runspaces;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using AsyncGroup.Core;
 
@@ -33,9 +34,22 @@ internal sealed class RemoteTarget
     /// <summary>The sessions' computer names, for messages.</summary>
     public string HostNames => string.Join(", ", Sessions.Select(s => "'" + s.ComputerName + "'").Distinct());
 
+    // Sessions whose connection failed under a task. A dropped connection can still read as Opened
+    // for a moment after the task on it failed: the next task must not be placed there meanwhile.
+    private static readonly ConditionalWeakTable<Runspace, object> s_failed = new();
+
     /// <summary>True when the session can run a pipeline now.</summary>
     internal static bool IsUsable(PSSession session) =>
-        session.Runspace is { } runspace && runspace.RunspaceStateInfo.State == RunspaceState.Opened;
+        session.Runspace is { } runspace && runspace.RunspaceStateInfo.State == RunspaceState.Opened && !s_failed.TryGetValue(runspace, out _);
+
+    /// <summary>The session's connection failed under a task: no task is placed on it again.</summary>
+    internal static void MarkFailed(PSSession session)
+    {
+        if (session.Runspace is { } runspace)
+        {
+            s_failed.GetValue(runspace, _ => new object());
+        }
+    }
 
     /// <summary>
     /// Waits for a free, usable session and leases it; null when none of the sessions is usable

@@ -243,6 +243,11 @@ internal sealed class RemoteWorker
 
         if (broken || error is PSRemotingTransportException or PSRemotingDataStructureException or PipelineStoppedException or null)
         {
+            if (broken || error is PSRemotingTransportException or PSRemotingDataStructureException)
+            {
+                RemoteTarget.MarkFailed(session); // before the lease is released
+            }
+
             string reason = error?.Message is { Length: > 0 } message ? " " + message : string.Empty;
             task.SetFailed(SessionError(
                 string.Format(
