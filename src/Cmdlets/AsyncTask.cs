@@ -34,6 +34,7 @@ public sealed class AsyncTask
     private ErrorRecord? _error;
     private EventHandler? _completed;
     private Worker? _runningOn;
+    private RemoteWorker? _runningRemotely;
     private DateTimeOffset? _startedAt;
     private int _queued;
     private bool _outputSignalled;
@@ -79,6 +80,9 @@ public sealed class AsyncTask
 
     /// <summary>The task's name (<c>Task-&lt;Id&gt;</c> unless -Name was given).</summary>
     public string Name => Work.Name;
+
+    /// <summary>The name once the Core task is bound, else null (a worker may start a task a moment before its cmdlet binds it).</summary>
+    internal string? NameIfBound => Volatile.Read(ref _work)?.Name;
 
     /// <summary>Pending, Running, Completed, Failed or Cancelled.</summary>
     /// <remarks>Running only once a worker has started it: a task waiting in its batch's queue is Pending.</remarks>
@@ -170,6 +174,15 @@ public sealed class AsyncTask
     /// started it, an outer stop) does not reach it, and its owner waits for it instead.
     /// </summary>
     public bool IsShielded => Work.IsShielded;
+    /// <summary>The remote worker running it right now, if any (-Session).</summary>
+    internal RemoteWorker? RunningRemotely
+    {
+        get => Volatile.Read(ref _runningRemotely);
+        set => Volatile.Write(ref _runningRemotely, value);
+    }
+
+    /// <summary>The computer of the remoting session that ran it (-Session); null for a local task.</summary>
+    public string? ComputerName { get; internal set; }
 
     /// <summary>Position in the gather that created it (-1 outside a gather).</summary>
     internal int Index { get; set; } = -1;

@@ -36,6 +36,9 @@ public static class ErrorIds
     /// <summary>A worker runspace could not be created (for example a module in -ImportModule is missing).</summary>
     public const string WorkerFailed = "AsyncGroup.WorkerFailed";
 
+    /// <summary>A remoting session (-Session) was unusable, broke or dropped while it ran the task (category ConnectionError).</summary>
+    public const string SessionFailed = "AsyncGroup.SessionFailed";
+
     /// <summary>A task was added to a task group that is finishing or finished.</summary>
     public const string GroupClosed = "AsyncGroup.GroupClosed";
 }

@@ -1,5 +1,7 @@
 using System;
+using System.Collections.Generic;
 using System.Management.Automation;
+using System.Management.Automation.Runspaces;
 using AsyncGroup.Execution;
 
 namespace AsyncGroup.Commands;
@@ -25,11 +27,18 @@ public abstract class ScriptCmdletBase : AsyncGroupCmdlet
     /// <summary>A script run in each worker before its first task (its definitions are visible to the tasks).</summary>
     public abstract ScriptBlock? InitializationScript { get; set; }
 
+    /// <summary>The -Session value of this cmdlet, if it has one (null: local workers).</summary>
+    internal virtual PSSession[]? SessionParameter => null;
+
+    /// <summary>The remoting sessions this call's tasks run on: -Session, or inside Start-TaskGroup the group's; null to run locally.</summary>
+    internal PSSession[]? RemoteSessions => SessionParameter ?? (this is StartTaskGroupCommand ? null : GroupScope.Current?.Owner.SessionParameter);
+
     /// <summary>The session settings every worker of this call gets, captured once.</summary>
     internal WorkerSettings Settings => _settings ??= CaptureSettings();
 
     /// <summary>Turns a script block into a batch served by at most <paramref name="maxWorkers"/> workers.</summary>
-    internal ScriptBatch CreateBatch(ScriptBlock scriptBlock, int maxWorkers)
+    /// <remarks>With <paramref name="sessions"/>, the batch's workers run its tasks on those remoting sessions.</remarks>
+    internal ScriptBatch CreateBatch(ScriptBlock scriptBlock, int maxWorkers, IReadOnlyList<PSSession>? sessions = null)
     {
         ScriptPlan plan;
         try
@@ -48,8 +57,19 @@ public abstract class ScriptCmdletBase : AsyncGroupCmdlet
         }
 
         var batch = new ScriptBatch(plan, maxWorkers);
+        if (sessions is not null)
+        {
+            batch.Remote = new RemoteTarget(sessions, RemoteModules());
+        }
+
         TrackBatch(batch);
         return batch;
+    }
+
+    private IReadOnlyList<string> RemoteModules()
+    {
+        StartTaskGroupCommand? group = this is StartTaskGroupCommand ? null : GroupScope.Current?.Owner;
+        return ImportModule ?? group?.ImportModule ?? Array.Empty<string>();
     }
 
     private WorkerSettings CaptureSettings()
@@ -58,10 +78,11 @@ public abstract class ScriptCmdletBase : AsyncGroupCmdlet
         StartTaskGroupCommand? group = this is StartTaskGroupCommand ? null : GroupScope.Current?.Owner;
         try
         {
+            // Remote tasks import -ImportModule on the remote computer: it is not looked for here.
             return WorkerSettings.Capture(
                 this,
                 Function ?? group?.Function,
-                ImportModule ?? group?.ImportModule,
+                RemoteSessions is null ? ImportModule ?? group?.ImportModule : null,
                 InitializationScript ?? group?.InitializationScript);
         }
         catch (ArgumentException ex)

@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Linq;
 using System.Management.Automation;
+using System.Management.Automation.Runspaces;
 using System.Threading.Tasks;
 using AsyncGroup.Core;
 using AsyncGroup.Execution;
@@ -82,6 +83,15 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     [ValidateRange(1, int.MaxValue)]
     public int ThrottleLimit { get; set; }
 
+    /// <summary>
+    /// Runs the tasks on these PowerShell remoting sessions instead of local workers: pipeline
+    /// items are spread over them (each goes to the next free session), script blocks run once on
+    /// every session. One task per session at a time.
+    /// </summary>
+    [Parameter(ParameterSetName = ScriptBlockSet)]
+    [ValidateNotNullOrEmpty]
+    public PSSession[]? Session { get; set; }
+
     /// <summary>Modules to import into every worker runspace.</summary>
     [Parameter(ParameterSetName = ScriptBlockSet)]
     [ValidateNotNullOrEmpty]
@@ -97,6 +107,8 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     [Parameter(ParameterSetName = ScriptBlockSet)]
     [ValidateNotNull]
     public override ScriptBlock? InitializationScript { get; set; }
+
+    internal override PSSession[]? SessionParameter => Session;
 
     private bool PipelineMode => ParameterSetName == ScriptBlockSet && (MyInvocation.ExpectingInput || Bound(nameof(InputObject)));
 
@@ -120,7 +132,10 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             ThrowArgumentError($"With pipeline input Invoke-Gather runs one script block for each object, but {ScriptBlock.Length} were given.", ScriptBlock);
         }
 
-        int limit = Bound(nameof(ThrottleLimit)) ? ThrottleLimit : PipelineMode ? 5 : ScriptBlock.Length;
+        int sessions = Session?.Length ?? 0;
+        int limit = Bound(nameof(ThrottleLimit)) ? ThrottleLimit
+            : sessions > 0 ? (PipelineMode ? sessions : sessions * ScriptBlock.Length)
+            : PipelineMode ? 5 : ScriptBlock.Length;
         _throttle = limit;
 
         // With pipeline input one batch serves every item and its workers (at most the throttle
@@ -129,7 +144,8 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         _limiter = PipelineMode ? null : new ConcurrencyLimiter(limit);
         if (PipelineMode)
         {
-            _pipelineBatch = CreateBatch(ScriptBlock[0], limit);
+            // Remote: one worker per session at most (a session runs one task at a time).
+            _pipelineBatch = Session is null ? CreateBatch(ScriptBlock[0], limit) : CreateBatch(ScriptBlock[0], Math.Min(limit, sessions), Session);
         }
     }
 
@@ -192,7 +208,10 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             if (!PipelineMode)
             {
                 // Every script block is checked before the first one starts.
-                ScriptBatch[] batches = ScriptBlock.Select(sb => CreateBatch(sb, 1)).ToArray();
+                // With -Session, each script block runs once on every session, in session order.
+                ScriptBatch[] batches = Session is null
+                    ? ScriptBlock.Select(sb => CreateBatch(sb, 1)).ToArray()
+                    : ScriptBlock.SelectMany(sb => Session.Select(s => CreateBatch(sb, 1, new[] { s }))).ToArray();
                 foreach (ScriptBatch batch in batches)
                 {
                     AddTask(batch, null, hasInput: false);

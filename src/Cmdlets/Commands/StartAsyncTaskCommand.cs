@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Management.Automation;
+using System.Management.Automation.Runspaces;
 using AsyncGroup.Core;
 using AsyncGroup.Execution;
 
@@ -51,6 +52,11 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
     [ValidateRange(1, int.MaxValue)]
     public int ThrottleLimit { get; set; }
 
+    /// <summary>Runs the task on one of these PowerShell remoting sessions (the first free one) instead of a local worker; inside Start-TaskGroup the group's sessions are the default.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public PSSession[]? Session { get; set; }
+
     /// <summary>Modules to import into every worker runspace.</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
@@ -67,6 +73,8 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
     [ValidateNotNull]
     public override ScriptBlock? InitializationScript { get; set; }
 
+    internal override PSSession[]? SessionParameter => Session;
+
     /// <inheritdoc />
     protected override void BeginProcessing()
     {
@@ -80,7 +88,8 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
 
         // The batch never needs more workers than tasks can run at once.
         int maxWorkers = _limiter?.MaxConcurrency ?? (throttled ? ThrottleLimit : _scope!.Owner.ChildLimiter.MaxConcurrency);
-        _batch = CreateBatch(ScriptBlock, maxWorkers);
+        PSSession[]? sessions = RemoteSessions;
+        _batch = sessions is null ? CreateBatch(ScriptBlock, maxWorkers) : CreateBatch(ScriptBlock, Math.Min(maxWorkers, sessions.Length), sessions);
     }
 
     /// <inheritdoc />

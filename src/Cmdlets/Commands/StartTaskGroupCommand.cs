@@ -2,6 +2,7 @@ using System;
 using System.Collections.ObjectModel;
 using System.Linq;
 using System.Management.Automation;
+using System.Management.Automation.Runspaces;
 using System.Threading;
 using System.Threading.Tasks;
 using AsyncGroup.Core;
@@ -40,6 +41,13 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
     [Parameter]
     [ValidateRange(1, int.MaxValue)]
     public int ThrottleLimit { get; set; }
+
+    /// <summary>PowerShell remoting sessions the group's children run on by default (Start-AsyncTask -Session overrides it); the body itself runs here.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public PSSession[]? Session { get; set; }
+
+    internal override PSSession[]? SessionParameter => Session;
 
     /// <summary>Modules to import into every worker runspace.</summary>
     [Parameter]

@@ -32,6 +32,9 @@ internal sealed class ScriptBatch
 
     public WorkerPool Pool { get; }
 
+    /// <summary>The remoting sessions the batch runs on (-Session); null for local workers.</summary>
+    internal RemoteTarget? Remote { get; set; }
+
     /// <summary>True while the batch may still hand out tasks.</summary>
     internal bool HasWork => _queue.HasWork;
 
@@ -172,6 +175,12 @@ internal sealed class ScriptBatch
 
     private void StartWorker()
     {
+        if (Remote is not null)
+        {
+            RemoteWorker.Start(this, Remote);
+            return;
+        }
+
         lock (_startGate)
         {
             _starting++;
@@ -262,5 +271,15 @@ internal sealed class ScriptBatch
         }
 
         task.RunningOn?.Stop(task);
+        task.RunningRemotely?.Stop(task);
+    }
+
+    /// <summary>A remote worker stopped serving this batch (drained, failed or abandoned).</summary>
+    internal void RemoteWorkerLeft()
+    {
+        if (_queue.WorkerLeft())
+        {
+            StartWorker();
+        }
     }
 }
