@@ -41,6 +41,17 @@ Describe 'A process that used the module' {
         $child.Seconds | Should -BeLessThan $script:LifetimeBound
     }
 
+    It 'exits as soon as its last line ran after only importing the module (a worker is opened in the background)' {
+        # Issue 11: Import-Module starts opening a worker for the first call; a process that
+        # never calls must not wait for it, nor for it to finish opening.
+        $child = Invoke-Child "'imported'"
+        $child.TimedOut | Should -BeFalse
+        $child.ErrorText | Should -BeNullOrEmpty
+        $child.ExitCode | Should -Be 0
+        $child.Output | Should -Be @('imported')
+        $child.Seconds | Should -BeLessThan $script:LifetimeBound
+    }
+
     It 'exits with the code given to exit after using the module' {
         $child = Invoke-Child @'
 $null = Invoke-Gather { 1 }, { 2 }
@@ -65,6 +76,30 @@ if (-not (Wait-ChildUntil { $t.State -eq 'Running' })) { throw 'the task did not
         $child.ExitCode | Should -Be 0
         $child.Output | Should -Be @('started')
         $child.Seconds | Should -BeLessThan $script:LifetimeBound
+    }
+}
+
+Describe 'A new worker' {
+    It 'is opened in the background by Import-Module, and the first call uses it instead of opening one' {
+        # Issue 11: a cold script's first call found no worker and paid for opening it.
+        $child = Invoke-Child @'
+$ready = Wait-ChildUntil { [AsyncGroup.WorkerPoolStatus]::IdleWorkers -eq 1 }
+"ready=$ready created=$([AsyncGroup.WorkerPoolStatus]::CreatedWorkers)"
+Invoke-Gather { 'ran' }
+"created=$([AsyncGroup.WorkerPoolStatus]::CreatedWorkers)"
+'@
+        $child.TimedOut | Should -BeFalse
+        $child.ErrorText | Should -BeNullOrEmpty
+        $child.Output | Should -Be @('ready=True created=1', 'ran', 'created=1')
+    }
+
+    It 'starts with Microsoft.PowerShell.Utility imported, so a task''s first Start-Sleep autoloads nothing' {
+        # Issue 11: autoloading it on a task's first command searched every PSModulePath folder,
+        # 25-110 ms for each new worker of a cold fan-out. A fresh process: its workers are new.
+        $child = Invoke-Child 'Invoke-Gather { [bool](Get-Module -Name Microsoft.PowerShell.Utility) }, { Start-Sleep -Milliseconds 1; ''slept'' }'
+        $child.TimedOut | Should -BeFalse
+        $child.ErrorText | Should -BeNullOrEmpty
+        $child.Output | Should -Be @('True', 'slept')
     }
 }
 

@@ -137,7 +137,16 @@ internal sealed class WorkerSettings
         }
 
         // Not loaded as a module (the assembly was loaded another way): the manifest beside it, or the assembly itself.
-        string assembly = own.Location;
+        return OwnModulePathBesideAssembly();
+    }
+
+    /// <summary>
+    /// The manifest beside this assembly, or the assembly itself: what <see cref="OwnModulePath"/>
+    /// gives for a module imported through that manifest (or not imported as a module at all).
+    /// </summary>
+    internal static string OwnModulePathBesideAssembly()
+    {
+        string assembly = typeof(WorkerSettings).Assembly.Location;
         string manifest = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(assembly) ?? string.Empty, OwnModuleName + ".psd1");
         return System.IO.File.Exists(manifest) ? manifest : assembly;
     }
@@ -306,6 +315,7 @@ internal sealed class ScriptPlan
             TouchesSharedScopes = MayTouchSharedScopes(ast),
             HasProcessBlock = ast.ProcessBlock is not null,
             CallsNothing = CallsNothingIn(ast),
+            RunsCommands = ast.Find(a => a is CommandAst, searchNestedScriptBlocks: true) is not null,
         };
     }
 
@@ -333,6 +343,16 @@ internal sealed class ScriptPlan
     public bool LeavesSessionAlone => CallsNothing && !MayChangeSessionState;
 
     private bool CallsNothing { get; set; }
+
+    private bool RunsCommands { get; set; }
+
+    /// <summary>
+    /// True when the call's code may run commands (its script block names one, or it copies
+    /// functions or runs an initialization script): a worker opened for it starts with
+    /// Microsoft.PowerShell.Utility imported (<see cref="WorkerPool.Rent"/>), which most commands
+    /// of a task come from. A worker opened for <c>{ $_ * 2 }</c> is cheaper without it.
+    /// </summary>
+    public bool MayRunCommands => RunsCommands || Settings.Functions.Count > 0 || Settings.InitializationScript is not null;
 
     private static bool CallsNothingIn(ScriptBlockAst ast) =>
         ast.Find(a => a switch

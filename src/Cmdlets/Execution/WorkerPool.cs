@@ -28,11 +28,15 @@ internal sealed class WorkerPool
     private static readonly SemaphoreSlim s_openSlots = new(Math.Max(2, Environment.ProcessorCount));
     private static int s_created;
     private static int s_live;
+    private static int s_warmedUp;
+
+    private const string UtilityModule = "Microsoft.PowerShell.Utility";
 
     private readonly WarmPool<Worker> _warm = new(ReturnWait);
     private readonly string[] _modules;
     private readonly object _sessionStateGate = new();
     private InitialSessionState? _sessionState;
+    private InitialSessionState? _utilitySessionState;
 
     private WorkerPool(string[] modules) => _modules = modules;
 
@@ -72,9 +76,11 @@ internal sealed class WorkerPool
     /// twenty opened at once on two cores all finish late, while opened a few at a time the first
     /// ones start their tasks early and, when those are short, serve the queue before the later
     /// ones are needed. A renter that waited for a slot opens nothing once
-    /// <paramref name="stillNeeded"/> says its work was taken meanwhile: it gets null.
+    /// <paramref name="stillNeeded"/> says its work was taken meanwhile: it gets null. A new worker
+    /// starts with Microsoft.PowerShell.Utility imported when <paramref name="withUtility"/>
+    /// (<see cref="ScriptPlan.MayRunCommands"/>); either kind serves any call.
     /// </remarks>
-    internal Worker? Rent(Func<bool>? stillNeeded = null)
+    internal Worker? Rent(Func<bool>? stillNeeded = null, bool withUtility = true)
     {
         Worker? worker = _warm.TryRent();
         if (worker is null)
@@ -90,7 +96,7 @@ internal sealed class WorkerPool
                         return null;
                     }
 
-                    worker = Create();
+                    worker = Create(withUtility);
                 }
             }
             finally
@@ -101,6 +107,65 @@ internal sealed class WorkerPool
 
         s_busy[worker] = 0;
         return worker;
+    }
+
+    /// <summary>
+    /// Opens one worker for the calls to come, on a background thread of its own, once per process
+    /// (the first Import-Module; workers import the module too): a script's first call then finds
+    /// a worker ready, or at least the pool's session state built and the code that opens a
+    /// runspace compiled. The worker is an ordinary idle one: released by the idle trim, never
+    /// keeping the process alive, closed by Remove-Module.
+    /// </summary>
+    internal static void WarmUp()
+    {
+        if (Interlocked.Exchange(ref s_warmedUp, 1) != 0)
+        {
+            return;
+        }
+
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                For(new[] { WorkerSettings.OwnModulePathBesideAssembly() }).OpenIdle();
+            }
+            catch (Exception)
+            {
+                // Only a head start: the first call opens its workers itself.
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "AsyncGroup-WarmUp",
+        };
+        thread.Start();
+    }
+
+    /// <summary>Opens a worker into the idle stack unless one is idle already (see <see cref="WarmUp"/>).</summary>
+    private void OpenIdle()
+    {
+        if (_warm.IdleCount > 0)
+        {
+            return;
+        }
+
+        Worker worker;
+        s_openSlots.Wait();
+        try
+        {
+            worker = Create(withUtility: true);
+        }
+        finally
+        {
+            s_openSlots.Release();
+        }
+
+        // Handed in as a worker coming back: refused (and closed) when the pool was closed meanwhile.
+        _warm.Returning();
+        if (!_warm.Return(worker))
+        {
+            worker.Close();
+        }
     }
 
     /// <summary>How long a call's own thread waits for a worker on its way back before leaving the wait to a thread of its own.</summary>
@@ -179,38 +244,46 @@ internal sealed class WorkerPool
     }
 
     /// <summary>
-    /// The pool's session state, built once: every runspace takes a copy of it when created, and
-    /// building it (CreateDefault2) costs about as much as the copy and the open together.
+    /// The pool's session states, built once each: every runspace takes a copy of one when created,
+    /// and building it (CreateDefault2) costs about as much as the copy and the open together.
     /// </summary>
-    private InitialSessionState SessionState
+    private InitialSessionState SessionState(bool withUtility)
     {
-        get
+        lock (_sessionStateGate)
         {
-            lock (_sessionStateGate)
+            ref InitialSessionState? built = ref withUtility ? ref _utilitySessionState : ref _sessionState;
+            if (built is null)
             {
-                if (_sessionState is null)
+                InitialSessionState iss = InitialSessionState.CreateDefault2();
+                if (_modules.Length > 0)
                 {
-                    InitialSessionState iss = InitialSessionState.CreateDefault2();
-                    if (_modules.Length > 0)
-                    {
-                        iss.ImportPSModule(_modules);
-                    }
-
-                    // The worker runs its driver on a background thread of its own. ReuseThread would give the
-                    // runspace a foreground "Pipeline Execution Thread" that the idle driver occupies, which kept
-                    // every process that used the module alive until the idle trim (about 75 s).
-                    iss.ThreadOptions = PSThreadOptions.UseCurrentThread;
-                    _sessionState = iss;
+                    iss.ImportPSModule(_modules);
                 }
 
-                return _sessionState;
+                // Microsoft.PowerShell.Utility (Start-Sleep, Write-Output, Select-Object, Get-Date,
+                // ConvertTo-Json, ...) is what tasks use most, and a worker's first command from it
+                // would autoload it: a search of the PSModulePath folders that cost each new worker
+                // 25-110 ms, where importing it by name with the session state adds 10-15 ms to the
+                // open — a cost a task that runs no command does not need to pay.
+                if (withUtility && !_modules.Contains(UtilityModule, StringComparer.OrdinalIgnoreCase))
+                {
+                    iss.ImportPSModule(new[] { UtilityModule });
+                }
+
+                // The worker runs its driver on a background thread of its own. ReuseThread would give the
+                // runspace a foreground "Pipeline Execution Thread" that the idle driver occupies, which kept
+                // every process that used the module alive until the idle trim (about 75 s).
+                iss.ThreadOptions = PSThreadOptions.UseCurrentThread;
+                built = iss;
             }
+
+            return built;
         }
     }
 
-    private Worker Create()
+    private Worker Create(bool withUtility)
     {
-        Runspace runspace = RunspaceFactory.CreateRunspace(SessionState);
+        Runspace runspace = RunspaceFactory.CreateRunspace(SessionState(withUtility));
         int n = Interlocked.Increment(ref s_created);
         runspace.Name = "AsyncGroup-Worker-" + n;
         try
