@@ -149,22 +149,29 @@ internal sealed class WorkerPool
             return;
         }
 
-        Worker worker;
-        s_openSlots.Wait();
+        // Announced as a worker coming back: a call renting while it opens waits for it (up to
+        // ReturnWait) instead of opening another beside it; when it comes too late for that
+        // renter, or the pool was closed meanwhile, it is refused and closed.
+        _warm.Returning();
+        Worker? worker = null;
         try
         {
-            worker = Create(withUtility: true);
+            s_openSlots.Wait();
+            try
+            {
+                worker = Create(withUtility: true);
+            }
+            finally
+            {
+                s_openSlots.Release();
+            }
         }
         finally
         {
-            s_openSlots.Release();
-        }
-
-        // Handed in as a worker coming back: refused (and closed) when the pool was closed meanwhile.
-        _warm.Returning();
-        if (!_warm.Return(worker))
-        {
-            worker.Close();
+            if (!_warm.Return(worker))
+            {
+                worker?.Close();
+            }
         }
     }
 
