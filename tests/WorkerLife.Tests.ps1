@@ -92,15 +92,6 @@ Invoke-Gather { 'ran' }
         $child.ErrorText | Should -BeNullOrEmpty
         $child.Output | Should -Be @('ready=True created=1', 'ran', 'created=1')
     }
-
-    It 'starts with Microsoft.PowerShell.Utility imported, so a task''s first Start-Sleep autoloads nothing' {
-        # Issue 11: autoloading it on a task's first command searched every PSModulePath folder,
-        # 25-110 ms for each new worker of a cold fan-out. A fresh process: its workers are new.
-        $child = Invoke-Child 'Invoke-Gather { [bool](Get-Module -Name Microsoft.PowerShell.Utility) }, { Start-Sleep -Milliseconds 1; ''slept'' }'
-        $child.TimedOut | Should -BeFalse
-        $child.ErrorText | Should -BeNullOrEmpty
-        $child.Output | Should -Be @('True', 'slept')
-    }
 }
 
 Describe 'Worker churn' {

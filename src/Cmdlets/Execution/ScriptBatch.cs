@@ -204,7 +204,7 @@ internal sealed class ScriptBatch
             try
             {
                 // Still needed when a queued task waits with no worker waiting to take it.
-                worker = Pool.Rent(() => _queue.Count > _queue.Waiting, withUtility: Plan.MayRunCommands);
+                worker = Pool.Rent(() => _queue.Count > _queue.Waiting);
             }
             catch (Exception ex)
             {

@@ -315,7 +315,6 @@ internal sealed class ScriptPlan
             TouchesSharedScopes = MayTouchSharedScopes(ast),
             HasProcessBlock = ast.ProcessBlock is not null,
             CallsNothing = CallsNothingIn(ast),
-            RunsCommands = ast.Find(a => a is CommandAst, searchNestedScriptBlocks: true) is not null,
         };
     }
 
@@ -343,16 +342,6 @@ internal sealed class ScriptPlan
     public bool LeavesSessionAlone => CallsNothing && !MayChangeSessionState;
 
     private bool CallsNothing { get; set; }
-
-    private bool RunsCommands { get; set; }
-
-    /// <summary>
-    /// True when the call's code may run commands (its script block names one, or it copies
-    /// functions or runs an initialization script): a worker opened for it starts with
-    /// Microsoft.PowerShell.Utility imported (<see cref="WorkerPool.Rent"/>), which most commands
-    /// of a task come from. A worker opened for <c>{ $_ * 2 }</c> is cheaper without it.
-    /// </summary>
-    public bool MayRunCommands => RunsCommands || Settings.Functions.Count > 0 || Settings.InitializationScript is not null;
 
     private static bool CallsNothingIn(ScriptBlockAst ast) =>
         ast.Find(a => a switch

@@ -30,13 +30,10 @@ internal sealed class WorkerPool
     private static int s_live;
     private static int s_warmedUp;
 
-    private const string UtilityModule = "Microsoft.PowerShell.Utility";
-
     private readonly WarmPool<Worker> _warm = new(ReturnWait);
     private readonly string[] _modules;
     private readonly object _sessionStateGate = new();
     private InitialSessionState? _sessionState;
-    private InitialSessionState? _utilitySessionState;
 
     private WorkerPool(string[] modules) => _modules = modules;
 
@@ -76,11 +73,9 @@ internal sealed class WorkerPool
     /// twenty opened at once on two cores all finish late, while opened a few at a time the first
     /// ones start their tasks early and, when those are short, serve the queue before the later
     /// ones are needed. A renter that waited for a slot opens nothing once
-    /// <paramref name="stillNeeded"/> says its work was taken meanwhile: it gets null. A new worker
-    /// starts with Microsoft.PowerShell.Utility imported when <paramref name="withUtility"/>
-    /// (<see cref="ScriptPlan.MayRunCommands"/>); either kind serves any call.
+    /// <paramref name="stillNeeded"/> says its work was taken meanwhile: it gets null.
     /// </remarks>
-    internal Worker? Rent(Func<bool>? stillNeeded = null, bool withUtility = true)
+    internal Worker? Rent(Func<bool>? stillNeeded = null)
     {
         Worker? worker = _warm.TryRent();
         if (worker is null)
@@ -96,7 +91,7 @@ internal sealed class WorkerPool
                         return null;
                     }
 
-                    worker = Create(withUtility);
+                    worker = Create();
                 }
             }
             finally
@@ -159,7 +154,7 @@ internal sealed class WorkerPool
             s_openSlots.Wait();
             try
             {
-                worker = Create(withUtility: true);
+                worker = Create();
             }
             finally
             {
@@ -251,46 +246,38 @@ internal sealed class WorkerPool
     }
 
     /// <summary>
-    /// The pool's session states, built once each: every runspace takes a copy of one when created,
-    /// and building it (CreateDefault2) costs about as much as the copy and the open together.
+    /// The pool's session state, built once: every runspace takes a copy of it when created, and
+    /// building it (CreateDefault2) costs about as much as the copy and the open together.
     /// </summary>
-    private InitialSessionState SessionState(bool withUtility)
+    private InitialSessionState SessionState
     {
-        lock (_sessionStateGate)
+        get
         {
-            ref InitialSessionState? built = ref withUtility ? ref _utilitySessionState : ref _sessionState;
-            if (built is null)
+            lock (_sessionStateGate)
             {
-                InitialSessionState iss = InitialSessionState.CreateDefault2();
-                if (_modules.Length > 0)
+                if (_sessionState is null)
                 {
-                    iss.ImportPSModule(_modules);
+                    InitialSessionState iss = InitialSessionState.CreateDefault2();
+                    if (_modules.Length > 0)
+                    {
+                        iss.ImportPSModule(_modules);
+                    }
+
+                    // The worker runs its driver on a background thread of its own. ReuseThread would give the
+                    // runspace a foreground "Pipeline Execution Thread" that the idle driver occupies, which kept
+                    // every process that used the module alive until the idle trim (about 75 s).
+                    iss.ThreadOptions = PSThreadOptions.UseCurrentThread;
+                    _sessionState = iss;
                 }
 
-                // Microsoft.PowerShell.Utility (Start-Sleep, Write-Output, Select-Object, Get-Date,
-                // ConvertTo-Json, ...) is what tasks use most, and a worker's first command from it
-                // would autoload it: a search of the PSModulePath folders that cost each new worker
-                // 25-110 ms, where importing it by name with the session state adds 10-15 ms to the
-                // open — a cost a task that runs no command does not need to pay.
-                if (withUtility && !_modules.Contains(UtilityModule, StringComparer.OrdinalIgnoreCase))
-                {
-                    iss.ImportPSModule(new[] { UtilityModule });
-                }
-
-                // The worker runs its driver on a background thread of its own. ReuseThread would give the
-                // runspace a foreground "Pipeline Execution Thread" that the idle driver occupies, which kept
-                // every process that used the module alive until the idle trim (about 75 s).
-                iss.ThreadOptions = PSThreadOptions.UseCurrentThread;
-                built = iss;
+                return _sessionState;
             }
-
-            return built;
         }
     }
 
-    private Worker Create(bool withUtility)
+    private Worker Create()
     {
-        Runspace runspace = RunspaceFactory.CreateRunspace(SessionState(withUtility));
+        Runspace runspace = RunspaceFactory.CreateRunspace(SessionState);
         int n = Interlocked.Increment(ref s_created);
         runspace.Name = "AsyncGroup-Worker-" + n;
         try
