@@ -528,6 +528,20 @@ foreach ($timeout in 0.05, 0.1, 0.2, 0.3) {
     }
 
     Context 'common parameters' {
+        It 'writes the head task''s verbose and warning records before the output it wrote after them' {
+            # The task after the head finishing first made the gather write the head's output at
+            # once, ahead of the head's verbose and warning records still queued (the order of
+            # Invoke-Gather's Example 7 came out wrong in about 1 call in 10 with a warm worker).
+            $wrong = @()
+            foreach ($i in 1..60) {
+                $got = Invoke-Gather { Write-Verbose 'checking A'; Write-Warning 'A is slow'; 'A' }, { 'B' } -Verbose 3>&1 4>&1
+                $line = @($got | ForEach-Object { "$_" }) -join '|'
+                if ($line -ne 'checking A|A is slow|A|B') { $wrong += $line }
+            }
+
+            $wrong | Should -BeNullOrEmpty
+        }
+
         It 'stops at the first error with -ErrorAction Stop' {
             $s = New-SyncHashtable
 

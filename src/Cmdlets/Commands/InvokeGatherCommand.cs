@@ -356,11 +356,13 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         }
 
         // The new head of the order may already have written something: it streams from now on.
+        // Its output is written through the queue, after the stream records it posted before
+        // writing it (written here at once, it overtook its own queued verbose and warning records).
         if (_order.NextIndex < _tasks.Count)
         {
             AsyncTask head = _tasks[_order.NextIndex];
             head.RequestOutputNotices();
-            OnTaskOutput(head);
+            Sink.Post(new StreamMessage(StreamKind.TaskOutput, null, head));
         }
     }
 

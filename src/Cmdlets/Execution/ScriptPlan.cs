@@ -137,7 +137,16 @@ internal sealed class WorkerSettings
         }
 
         // Not loaded as a module (the assembly was loaded another way): the manifest beside it, or the assembly itself.
-        string assembly = own.Location;
+        return OwnModulePathBesideAssembly();
+    }
+
+    /// <summary>
+    /// The manifest beside this assembly, or the assembly itself: what <see cref="OwnModulePath"/>
+    /// gives for a module imported through that manifest (or not imported as a module at all).
+    /// </summary>
+    internal static string OwnModulePathBesideAssembly()
+    {
+        string assembly = typeof(WorkerSettings).Assembly.Location;
         string manifest = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(assembly) ?? string.Empty, OwnModuleName + ".psd1");
         return System.IO.File.Exists(manifest) ? manifest : assembly;
     }

@@ -28,6 +28,7 @@ internal sealed class WorkerPool
     private static readonly SemaphoreSlim s_openSlots = new(Math.Max(2, Environment.ProcessorCount));
     private static int s_created;
     private static int s_live;
+    private static int s_warmedUp;
 
     private readonly WarmPool<Worker> _warm = new(ReturnWait);
     private readonly string[] _modules;
@@ -101,6 +102,72 @@ internal sealed class WorkerPool
 
         s_busy[worker] = 0;
         return worker;
+    }
+
+    /// <summary>
+    /// Opens one worker for the calls to come, on a background thread of its own, once per process
+    /// (the first Import-Module; workers import the module too): a script's first call then finds
+    /// a worker ready, or at least the pool's session state built and the code that opens a
+    /// runspace compiled. The worker is an ordinary idle one: released by the idle trim, never
+    /// keeping the process alive, closed by Remove-Module.
+    /// </summary>
+    internal static void WarmUp()
+    {
+        if (Interlocked.Exchange(ref s_warmedUp, 1) != 0)
+        {
+            return;
+        }
+
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                For(new[] { WorkerSettings.OwnModulePathBesideAssembly() }).OpenIdle();
+            }
+            catch (Exception)
+            {
+                // Only a head start: the first call opens its workers itself.
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "AsyncGroup-WarmUp",
+        };
+        thread.Start();
+    }
+
+    /// <summary>Opens a worker into the idle stack unless one is idle already (see <see cref="WarmUp"/>).</summary>
+    private void OpenIdle()
+    {
+        if (_warm.IdleCount > 0)
+        {
+            return;
+        }
+
+        // Announced as a worker coming back: a call renting while it opens waits for it (up to
+        // ReturnWait) instead of opening another beside it; when it comes too late for that
+        // renter, or the pool was closed meanwhile, it is refused and closed.
+        _warm.Returning();
+        Worker? worker = null;
+        try
+        {
+            s_openSlots.Wait();
+            try
+            {
+                worker = Create();
+            }
+            finally
+            {
+                s_openSlots.Release();
+            }
+        }
+        finally
+        {
+            if (!_warm.Return(worker))
+            {
+                worker?.Close();
+            }
+        }
     }
 
     /// <summary>How long a call's own thread waits for a worker on its way back before leaving the wait to a thread of its own.</summary>
