@@ -55,23 +55,7 @@ public sealed class WarmPool<T>
     {
         lock (_gate)
         {
-            DateTime deadline = _clock() + _returnWait;
-            _renters++;
-            try
-            {
-                while (_idle.Count == 0 && _returning > 0 && !_closed)
-                {
-                    TimeSpan left = deadline - _clock();
-                    if (left <= TimeSpan.Zero || !Monitor.Wait(_gate, left))
-                    {
-                        break;
-                    }
-                }
-            }
-            finally
-            {
-                _renters--;
-            }
+            WaitForReturning(_returnWait);
 
             if (_idle.Count > 0)
             {
@@ -98,25 +82,34 @@ public sealed class WarmPool<T>
     {
         lock (_gate)
         {
-            DateTime deadline = _clock() + wait;
-            _renters++;
-            try
-            {
-                while (_idle.Count == 0 && _returning > 0 && !_closed)
-                {
-                    TimeSpan left = deadline - _clock();
-                    if (left <= TimeSpan.Zero || !Monitor.Wait(_gate, left))
-                    {
-                        break;
-                    }
-                }
-            }
-            finally
-            {
-                _renters--;
-            }
+            WaitForReturning(wait);
 
             return _idle.Count > 0 ? _idle.Pop().Item : null;
+        }
+    }
+
+    /// <summary>
+    /// Under the lock: waits, up to <paramref name="wait"/>, while nothing is idle and an item is on
+    /// its way back; counted as a renter meanwhile.
+    /// </summary>
+    private void WaitForReturning(TimeSpan wait)
+    {
+        DateTime deadline = _clock() + wait;
+        _renters++;
+        try
+        {
+            while (_idle.Count == 0 && _returning > 0 && !_closed)
+            {
+                TimeSpan left = deadline - _clock();
+                if (left <= TimeSpan.Zero || !Monitor.Wait(_gate, left))
+                {
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            _renters--;
         }
     }
 
