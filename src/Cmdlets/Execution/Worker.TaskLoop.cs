@@ -92,22 +92,9 @@ internal sealed partial class Worker
             {
                 throw; // not a task's doing (the loop itself failed): the driver ends and reports it
             }
-            catch (Exception ex) when (IsFlowControl(ex))
-            {
-                // 'exit' (or a labelled 'break' with no matching loop) ends the task as it would end
-                // a script: what it wrote is kept, and the exit code, if any, is recorded.
-                if (ExitCodeOf(ex) is { } code)
-                {
-                    _current?.SetExitCode(code);
-                }
-            }
-            catch (RuntimeException ex)
-            {
-                Fail(ex.ErrorRecord);
-            }
             catch (Exception ex)
             {
-                Fail(ErrorHelper.FromException(ex, ErrorIds.TaskFailed, _current));
+                EndCurrentTask(ex);
             }
         }
     }
@@ -135,21 +122,34 @@ internal sealed partial class Worker
             {
                 throw; // the driver is being stopped: DriverEnded settles the task
             }
-            catch (Exception ex) when (IsFlowControl(ex))
-            {
-                if (ExitCodeOf(ex) is { } code)
-                {
-                    _current?.SetExitCode(code);
-                }
-            }
-            catch (RuntimeException ex)
-            {
-                Fail(ex.ErrorRecord);
-            }
             catch (Exception ex)
             {
-                Fail(ErrorHelper.FromException(ex, ErrorIds.TaskFailed, _current));
+                EndCurrentTask(ex);
             }
+        }
+    }
+
+    /// <summary>
+    /// Settles the running task after its script block threw: <c>exit</c> (or a labelled
+    /// <c>break</c> with no matching loop) ends it as it would end a script — what it wrote is kept
+    /// and the exit code, if any, recorded; any other exception fails it.
+    /// </summary>
+    private void EndCurrentTask(Exception ex)
+    {
+        if (IsFlowControl(ex))
+        {
+            if (ExitCodeOf(ex) is { } code)
+            {
+                _current?.SetExitCode(code);
+            }
+        }
+        else if (ex is RuntimeException runtime)
+        {
+            Fail(runtime.ErrorRecord);
+        }
+        else
+        {
+            Fail(ErrorHelper.FromException(ex, ErrorIds.TaskFailed, _current));
         }
     }
 
