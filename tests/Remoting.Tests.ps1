@@ -143,8 +143,7 @@ Describe 'Remoting (-Session over SSH)' {
             $r = Invoke-ChildPowerShell -TimeoutSeconds 120 -Command @"
 Import-Module `$env:ASYNCGROUP_MANIFEST
 `$ProgressPreference = 'SilentlyContinue'
-`$o = @{ StrictHostKeyChecking = 'yes'; UserKnownHostsFile = '$($e.KnownHosts)'; IdentitiesOnly = 'yes'; BatchMode = 'yes' }
-`$s = New-PSSession -HostName 127.0.0.1 -Port $($e.Port) -UserName root -KeyFilePath '$($e.KeyFilePath)' -SSHTransport -Options `$o
+$(Get-SshTestSessionScript $e -Variable s)
 Invoke-Gather -Session `$s { Write-Warning 'remote-warning'; Write-Verbose 'remote-verbose' -Verbose; Write-Host 'remote-host'; 'out' } 3>`$null 4>`$null 6>`$null
 Remove-PSSession `$s
 "@
@@ -391,8 +390,7 @@ Remove-PSSession `$s
             $r = Invoke-ChildPowerShell -TimeoutSeconds 180 -Command @"
 Import-Module `$env:ASYNCGROUP_MANIFEST
 `$ProgressPreference = 'SilentlyContinue'
-`$o = @{ StrictHostKeyChecking = 'yes'; UserKnownHostsFile = '$($e.KnownHosts)'; IdentitiesOnly = 'yes'; BatchMode = 'yes' }
-`$closed = New-PSSession -HostName 127.0.0.1 -Port $($e.Port) -UserName root -KeyFilePath '$($e.KeyFilePath)' -SSHTransport -Options `$o
+$(Get-SshTestSessionScript $e -Variable closed)
 Remove-PSSession `$closed
 `$failed = 0
 foreach (`$i in 1..40) {

@@ -169,6 +169,33 @@ function Start-SshTestEndpoint {
     $endpoint
 }
 
+function Get-SshTestOption {
+    <# The ssh options every session to the endpoint uses: its own known_hosts, its key only, no prompts. #>
+    param([Parameter(Mandatory, Position = 0)] $Endpoint)
+    @{
+        StrictHostKeyChecking = 'yes'
+        UserKnownHostsFile    = $Endpoint.KnownHosts
+        IdentitiesOnly        = 'yes'
+        BatchMode             = 'yes'
+    }
+}
+
+function Get-SshTestSessionScript {
+    <#
+    .SYNOPSIS
+    The text of one line for a child process's script that opens a session to the endpoint into
+    $<Variable> with the same options as New-SshTestSession.
+    #>
+    param(
+        [Parameter(Mandatory, Position = 0)] $Endpoint,
+        [Parameter(Mandatory)] [string] $Variable
+    )
+    $options = Get-SshTestOption $Endpoint
+    $pairs = foreach ($name in @($options.Keys | Sort-Object)) { "$name = '$($options[$name])'" }
+    "`$$Variable = New-PSSession -HostName $($Endpoint.HostName) -Port $($Endpoint.Port) -UserName $($Endpoint.UserName) " +
+        "-KeyFilePath '$($Endpoint.KeyFilePath)' -SSHTransport -Options @{ $($pairs -join '; ') }"
+}
+
 function New-SshTestSession {
     <#
     .SYNOPSIS
@@ -178,12 +205,7 @@ function New-SshTestSession {
         [Parameter(Mandatory, Position = 0)] $Endpoint,
         [int] $Count = 1
     )
-    $options = @{
-        StrictHostKeyChecking = 'yes'
-        UserKnownHostsFile    = $Endpoint.KnownHosts
-        IdentitiesOnly        = 'yes'
-        BatchMode             = 'yes'
-    }
+    $options = Get-SshTestOption $Endpoint
     $new = for ($i = 0; $i -lt $Count; $i++) {
         New-PSSession -HostName $Endpoint.HostName -Port $Endpoint.Port -UserName $Endpoint.UserName `
             -KeyFilePath $Endpoint.KeyFilePath -SSHTransport -Options $options -ErrorAction Stop
