@@ -542,6 +542,47 @@ foreach ($timeout in 0.05, 0.1, 0.2, 0.3) {
             $wrong | Should -BeNullOrEmpty
         }
 
+        It 'writes the head task''s output after the records it wrote before it, even when a later task ended first' {
+            # A later task ending made the gather post a notice for the head's output; read when
+            # it came out of the queue, that notice released output the head wrote after a warning
+            # queued behind the notice. Here the head writes between the notice's posting and its
+            # reading: with two workers, C runs on B's worker after B's end was posted; the
+            # downstream command holds the queue on B's record until C has queued its records, and
+            # lets the head write on C's last one, which the notice follows.
+            $e = @{}
+            foreach ($name in 'A', 'AWrote', 'CDone') { $e[$name] = [System.Threading.ManualResetEventSlim]::new($false) }
+            $seen = @(Invoke-Gather -Verbose -ThrottleLimit 2 {
+                    $e = $using:e; $null = $e.A.Wait(120000); Write-Warning 'w'; 'A'; $e.AWrote.Set()
+                }, {
+                    Write-Verbose 'b'; 'B'
+                }, {
+                    $e = $using:e
+                    foreach ($k in 1..200) { Write-Verbose "c$k" }
+                    $e.CDone.Set()
+                } 3>&1 4>&1 | ForEach-Object {
+                    if ($_ -is [System.Management.Automation.VerboseRecord]) {
+                        if ($_.Message -eq 'b') { $null = $e.CDone.Wait(120000) }
+                        if ($_.Message -eq 'c200') { $e.A.Set(); $null = $e.AWrote.Wait(120000) }
+                    }
+                    elseif ($_ -is [System.Management.Automation.WarningRecord]) { 'warning' }
+                    else { "$_" }
+                })
+
+            $seen -join '|' | Should -Be 'warning|A|B'
+        }
+
+        It 'writes a given task''s earlier records before the output it wrote after them (-Task)' {
+            $first = Start-AsyncTask { Write-Warning 'w'; 'A' }
+            Wait-Until { $first.IsDone }
+            $second = Start-AsyncTask { 'B' }
+
+            $seen = @(Invoke-Gather -Task $first, $second 3>&1 | ForEach-Object {
+                    if ($_ -is [System.Management.Automation.WarningRecord]) { 'warning' } else { "$_" }
+                })
+
+            $seen -join '|' | Should -Be 'warning|A|B'
+        }
+
         It 'stops at the first error with -ErrorAction Stop' {
             $s = New-SyncHashtable
 

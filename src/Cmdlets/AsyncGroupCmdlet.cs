@@ -203,7 +203,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     }
 
     /// <summary>A task whose records this cmdlet delivers wrote output (on the pipeline thread); most cmdlets emit output only when a task is done.</summary>
-    internal virtual void OnTaskOutput(AsyncTask task)
+    internal virtual void OnTaskOutput(AsyncTask task, OutputNotice? notice)
     {
     }
 
@@ -306,7 +306,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                 onTaskDone?.Invoke(message.Task!);
                 break;
             case StreamKind.TaskOutput:
-                OnTaskOutput(message.Task!);
+                OnTaskOutput(message.Task!, message.Payload as OutputNotice);
                 break;
             case StreamKind.Wake:
                 break;

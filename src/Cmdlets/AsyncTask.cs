@@ -37,7 +37,7 @@ public sealed class AsyncTask
     private RemoteWorker? _runningRemotely;
     private DateTimeOffset? _startedAt;
     private int _queued;
-    private bool _outputSignalled;
+    private OutputNotice? _pendingNotice; // the open TaskOutput notice waiting in the sink, if any
     private bool _wantsOutputNotices;
     private int _runStarted;
     private List<AsyncTask>? _children;
@@ -245,12 +245,12 @@ public sealed class AsyncTask
         lock (_gate)
         {
             _output.Add(item);
-            if (_wantsOutputNotices && _sink is not null && !_outputSignalled)
+            if (_wantsOutputNotices && _sink is not null && _pendingNotice is null)
             {
-                // One notice until the cmdlet reads: a task writing thousands of objects does not
-                // post thousands of messages.
-                _outputSignalled = true;
-                _sink.Post(new StreamMessage(StreamKind.TaskOutput, null, this));
+                // One notice until the cmdlet reads (or a record closes it): a task writing
+                // thousands of objects does not post thousands of messages.
+                _pendingNotice = new OutputNotice();
+                _sink.Post(new StreamMessage(StreamKind.TaskOutput, _pendingNotice, this));
             }
         }
     }
@@ -268,13 +268,41 @@ public sealed class AsyncTask
         }
     }
 
-    /// <summary>The output written since <paramref name="start"/> objects were read; re-arms the output notice.</summary>
-    internal List<PSObject> OutputFrom(int start)
+    /// <summary>
+    /// Asks for output notices (see <see cref="RequestOutputNotices"/>) and posts one to
+    /// <paramref name="sink"/> for the output written so far — only that: what the task writes
+    /// later comes with notices of its own, behind the records it posts meanwhile.
+    /// </summary>
+    internal void PostOutputNotice(IStreamSink sink)
     {
         lock (_gate)
         {
-            _outputSignalled = false;
-            return start >= _output.Count ? new List<PSObject>(0) : _output.GetRange(start, _output.Count - start);
+            _wantsOutputNotices = true;
+            sink.Post(new StreamMessage(StreamKind.TaskOutput, new OutputNotice { Limit = _output.Count }, this));
+        }
+    }
+
+    /// <summary>
+    /// The output written since <paramref name="start"/> objects were read, up to what
+    /// <paramref name="notice"/> may release (all of it without a notice: the task has ended, or the
+    /// caller reads outside the writer queue); re-arms the output notice.
+    /// </summary>
+    internal List<PSObject> OutputFrom(int start, OutputNotice? notice = null)
+    {
+        lock (_gate)
+        {
+            int end = _output.Count;
+            if (notice is not null && notice.Limit != OutputNotice.Open)
+            {
+                end = Math.Min(end, notice.Limit);
+            }
+
+            if (notice is null || ReferenceEquals(notice, _pendingNotice))
+            {
+                _pendingNotice = null;
+            }
+
+            return start >= end ? new List<PSObject>(0) : _output.GetRange(start, end - start);
         }
     }
 
@@ -297,6 +325,14 @@ public sealed class AsyncTask
         {
             if (_sink is not null)
             {
+                // The output notice waiting ahead of this record releases only what was written
+                // before it; later output gets a notice behind the record.
+                if (_pendingNotice is not null)
+                {
+                    _pendingNotice.Limit = _output.Count;
+                    _pendingNotice = null;
+                }
+
                 _sink.Post(message);
             }
             else
@@ -326,7 +362,7 @@ public sealed class AsyncTask
             _sink = sink;
 
             // A notice taken by an earlier sink says nothing to this one.
-            _outputSignalled = false;
+            _pendingNotice = null;
         }
     }
 

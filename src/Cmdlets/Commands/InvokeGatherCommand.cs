@@ -360,9 +360,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         // writing it (written here at once, it overtook its own queued verbose and warning records).
         if (_order.NextIndex < _tasks.Count)
         {
-            AsyncTask head = _tasks[_order.NextIndex];
-            head.RequestOutputNotices();
-            Sink.Post(new StreamMessage(StreamKind.TaskOutput, null, head));
+            _tasks[_order.NextIndex].PostOutputNotice(Sink);
         }
     }
 
@@ -370,18 +368,19 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     /// Streams a running task's output as it is written when order allows: the task at the head of
     /// the input order (every task with -AsCompleted). The others keep theirs until they are the head.
     /// </summary>
-    internal override void OnTaskOutput(AsyncTask task)
+    internal override void OnTaskOutput(AsyncTask task, OutputNotice? notice)
     {
         if (_halt is null && _positions.TryGetValue(task, out int position) && (AsCompleted || position == _order.NextIndex))
         {
-            WriteNewOutput(task);
+            WriteNewOutput(task, notice);
         }
     }
 
-    private void WriteNewOutput(AsyncTask task)
+    /// <summary>Writes the task's output not written yet: all of it, or what <paramref name="notice"/> releases.</summary>
+    private void WriteNewOutput(AsyncTask task, OutputNotice? notice = null)
     {
         _emitted.TryGetValue(task, out int written);
-        List<PSObject> items = task.OutputFrom(written);
+        List<PSObject> items = task.OutputFrom(written, notice);
         _emitted[task] = written + items.Count;
         foreach (PSObject item in items)
         {
@@ -498,8 +497,9 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
                 task.AttachSink(Sink);
                 if (AsCompleted || _positions[task] == 0)
                 {
-                    task.RequestOutputNotices();
-                    OnTaskOutput(task); // what it wrote before this call
+                    // What it wrote before this call, behind the records it wrote before this call
+                    // (AttachSink just queued them); later output comes with notices of its own.
+                    task.PostOutputNotice(Sink);
                 }
 
                 NotifyWhenDone(task);
