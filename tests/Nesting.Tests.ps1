@@ -28,6 +28,57 @@ Describe 'Nesting' {
             $seen[1] | Should -Be @(Get-Command -Module AsyncGroup).Count
         }
 
+        It 'imports the module into a worker on first use, and keeps it there across calls and resets' {
+            # Workers import AsyncGroup the first time a task looks one of its commands up (by name,
+            # module-qualified, or Get-Command -Module): the session clean-up after a call that
+            # imported a module of its own, and the reset after a stopped task, must not lose it.
+            # A fresh process; each check runs one task on every idle worker (a countdown holds the
+            # tasks until all have started), so the worker that was cleaned up or reset is among them.
+            $command = @'
+Import-Module $env:ASYNCGROUP_MANIFEST
+function Invoke-OnEveryIdleWorker([scriptblock] $Check) {
+    while ([AsyncGroup.WorkerPoolStatus]::BusyWorkers.Count -gt 0) { Start-Sleep -Milliseconds 20 }
+    $n = [Math]::Max(1, [AsyncGroup.WorkerPoolStatus]::IdleWorkers)
+    $all = [System.Threading.CountdownEvent]::new($n)
+    1..$n | Invoke-Gather -ThrottleLimit $n -ArgumentList $Check {
+        param($check)
+        $all = $using:all; $null = $all.Signal(); $null = $all.Wait(120000)
+        [runspace]::DefaultRunspace.Name + '|' + (& ([scriptblock]::Create($check)))
+    }
+}
+$cleaned = Invoke-Gather -ThrottleLimit 1 {
+    [runspace]::DefaultRunspace.Name + '|' + @(Get-Module AsyncGroup).Count
+    New-Module -Name Scratch -ScriptBlock { function Get-Scratch { 's' } } | Import-Module
+    Invoke-Gather { 'nested-1' }
+}
+$afterCleanUp = Invoke-OnEveryIdleWorker { "$(@(Get-Module Scratch).Count) $(AsyncGroup\Invoke-Gather { 'nested-2' })" }
+$t = Start-AsyncTask { [runspace]::DefaultRunspace.Name; Invoke-Gather { 'nested-3' }; foreach ($i in 1..600) { Start-Sleep -Milliseconds 100 } }
+while (@($t.Output).Count -lt 2) { Start-Sleep -Milliseconds 20 }
+Stop-AsyncTask $t
+$afterReset = Invoke-OnEveryIdleWorker { "$(@(Get-Command -Module AsyncGroup).Count) $(Invoke-Gather { 'nested-4' })" }
+$cleaned | ForEach-Object { "cleaned|$_" }
+$afterCleanUp | ForEach-Object { "afterCleanUp|$_" }
+$t.Output | ForEach-Object { "stopped|$_" }
+$afterReset | ForEach-Object { "afterReset|$_" }
+'@
+            $run = Invoke-ChildPowerShell -Command $command -TimeoutSeconds 180
+            $run.TimedOut | Should -BeFalse
+            $run.ErrorText | Should -BeNullOrEmpty
+            $lines = @($run.Output | ForEach-Object { , ($_ -split '\|') })
+            $cleaned = @($lines | Where-Object { $_[0] -eq 'cleaned' })
+            $cleaned[0][2] | Should -Be '0' # not imported before a task uses it
+            $cleaned[1][1] | Should -Be 'nested-1'
+            $afterCleanUp = @($lines | Where-Object { $_[0] -eq 'afterCleanUp' })
+            @($afterCleanUp | ForEach-Object { $_[1] }) | Should -Contain $cleaned[0][1]
+            $afterCleanUp | ForEach-Object { $_[2] | Should -Be '0 nested-2' }
+            $stopped = @($lines | Where-Object { $_[0] -eq 'stopped' })
+            $stopped[1][1] | Should -Be 'nested-3'
+            $afterReset = @($lines | Where-Object { $_[0] -eq 'afterReset' })
+            @($afterReset | ForEach-Object { $_[1] }) | Should -Contain $stopped[0][1]
+            $count = @(Get-Command -Module AsyncGroup).Count
+            $afterReset | ForEach-Object { $_[2] | Should -Be "$count nested-4" }
+        }
+
         It 'nests five levels of Start-AsyncTask, Start-TaskGroup and Invoke-Gather' {
             $out = Invoke-Gather {
                 Start-TaskGroup {

@@ -197,7 +197,8 @@ internal sealed class SessionBaseline
 
     private void RemoveNewModules(SessionState session)
     {
-        var added = Modules(session).Where(m => !_modules.Contains(m)).ToArray();
+        // AsyncGroup imported on a task's first use of it (OwnModuleImport) is part of the worker.
+        var added = Modules(session).Where(m => !_modules.Contains(m) && m.ImplementingAssembly != typeof(SessionBaseline).Assembly).ToArray();
         if (added.Length > 0)
         {
             TryRun(() => session.InvokeCommand.InvokeScript(

@@ -100,6 +100,9 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
 
     internal AsyncTask? Current => _current;
 
+    /// <summary>Imports AsyncGroup into this worker on first use (null when it was imported at open).</summary>
+    internal OwnModuleImport? OwnImport { get; set; }
+
     /// <summary>The worker whose driver runs on this thread (tasks run there), or null.</summary>
     internal static Worker? OnThisThread => t_driverOf;
 
@@ -226,6 +229,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     {
         _locationTarget = null;
         Runspace.ResetRunspaceState();
+        OwnImport?.Forget();
     }
 
     internal void DisposeRunspace()

@@ -247,8 +247,16 @@ internal sealed class WorkerPool
 
     /// <summary>
     /// The pool's session state, built once: every runspace takes a copy of it when created, and
-    /// building it (CreateDefault2) costs about as much as the copy and the open together.
+    /// building it costs about as much as the copy and the open together.
     /// </summary>
+    /// <remarks>
+    /// CreateDefault, not CreateDefault2: the built-in commands (Start-Sleep, Get-Date,
+    /// ConvertTo-Json, Get-ChildItem...) are entries of the session state, as in a runspace created
+    /// without one, instead of modules autoloaded on a task's first command — an autoload searches
+    /// every PSModulePath folder and cost each new worker 20-200 ms, against a few milliseconds more
+    /// at open. Other modules still autoload as usual. AsyncGroup itself is imported on first use
+    /// (<see cref="OwnModuleImport"/>) unless -ImportModule names modules, which may need it first.
+    /// </remarks>
     private InitialSessionState SessionState
     {
         get
@@ -257,10 +265,11 @@ internal sealed class WorkerPool
             {
                 if (_sessionState is null)
                 {
-                    InitialSessionState iss = InitialSessionState.CreateDefault2();
-                    if (_modules.Length > 0)
+                    InitialSessionState iss = InitialSessionState.CreateDefault();
+                    string[] eager = LazyOwnModule is null ? _modules : Array.Empty<string>();
+                    if (eager.Length > 0)
                     {
-                        iss.ImportPSModule(_modules);
+                        iss.ImportPSModule(eager);
                     }
 
                     // The worker runs its driver on a background thread of its own. ReuseThread would give the
@@ -274,6 +283,13 @@ internal sealed class WorkerPool
             }
         }
     }
+
+    /// <summary>
+    /// AsyncGroup's own module (the first of the pool's modules, see WorkerSettings.Modules) when it
+    /// is the only one: then workers import it on first use. Null when -ImportModule adds modules,
+    /// which are imported at open after it (one of them may require it).
+    /// </summary>
+    private string? LazyOwnModule => _modules.Length == 1 ? _modules[0] : null;
 
     private Worker Create()
     {
@@ -290,7 +306,8 @@ internal sealed class WorkerPool
             throw;
         }
 
+        OwnModuleImport? import = LazyOwnModule is { } own ? OwnModuleImport.Install(runspace, own) : null;
         Interlocked.Increment(ref s_live);
-        return new Worker(this, runspace);
+        return new Worker(this, runspace) { OwnImport = import };
     }
 }
