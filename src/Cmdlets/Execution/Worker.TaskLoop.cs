@@ -63,6 +63,7 @@ internal sealed partial class Worker
     private ScriptBlock? _fastLoop;
     private string? _bodyText; // set when the batch runs on the fast loop
     private bool _drained;
+    private bool _prime; // set by StartIdleDriver, read once by the driver (Prime)
     private int _driverFrames;
     private int _loopFrames;
 
@@ -97,6 +98,23 @@ internal sealed partial class Worker
                 EndCurrentTask(ex);
             }
         }
+    }
+
+    /// <summary>
+    /// Before the first batch of a driver started by <see cref="StartIdleDriver"/>: runs the fast
+    /// task loop with no batch (it takes no task and ends), so that the code a call's first tasks
+    /// need is compiled while the worker waits. Every driver's later batches reuse the loop.
+    /// </summary>
+    internal void Prime()
+    {
+        if (!_prime)
+        {
+            return;
+        }
+
+        _prime = false;
+        _fastLoop ??= ScriptBlock.Create(FastTaskLoopScript);
+        _fastLoop.InvokeWithContext((IDictionary?)null, s_noVariables, ScriptBlock.Create("$_"));
     }
 
     /// <summary>

@@ -50,6 +50,7 @@ internal sealed partial class Worker
     // initialization script is dot-sourced into that scope so its definitions reach every task;
     // the per-task loop itself is C# (Worker.Run).
     private const string DriverScript = @"param($__ag)
+$__ag.Prime()
 while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     & {
         $__ag_init = $__ag.Prepare($ExecutionContext.SessionState)
@@ -144,6 +145,30 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             }
 
             Monitor.PulseAll(_gate);
+        }
+
+        if (startDriver)
+        {
+            BeginDriver(_ps!);
+        }
+    }
+
+    /// <summary>
+    /// Starts the driver of a worker that has no batch yet, having it run the task loop once with
+    /// nothing to run (<see cref="Prime"/>): the warm-up worker pays the compiling of the driver
+    /// and the loop before a call needs it. A batch handed over meanwhile waits for that.
+    /// </summary>
+    internal void StartIdleDriver()
+    {
+        bool startDriver;
+        lock (_gate)
+        {
+            startDriver = _ps is null && !_closing;
+            if (startDriver)
+            {
+                _prime = true;
+                _ps = PowerShell.Create();
+            }
         }
 
         if (startDriver)

@@ -160,6 +160,11 @@ internal sealed class WorkerPool
             {
                 s_openSlots.Release();
             }
+
+            // Its driver starts now and compiles the task loop while it waits for a call: in a
+            // cold process that is most of a first call's wait (a driver's first batch spent
+            // 150 ms compiling before its first task; 500 ms under load).
+            worker.StartIdleDriver();
         }
         finally
         {
