@@ -58,6 +58,13 @@ internal sealed partial class Worker
     /// <summary>Applies the caller's settings to the batch scope, re-creates the script block; returns the initialization script, if any.</summary>
     internal ScriptBlock? Prepare(SessionState session)
     {
+        if (_priming)
+        {
+            _loop = _fastLoop ??= ScriptBlock.Create(FastTaskLoopScript);
+            _body = ScriptBlock.Create("$_");
+            return null;
+        }
+
         ScriptPlan plan = _batch!.Plan;
         WorkerSettings settings = plan.Settings;
         _session = session;
@@ -128,6 +135,14 @@ internal sealed partial class Worker
     /// <summary>The batch is drained: the worker goes back to the pool with its driver still running.</summary>
     internal void EndBatch(SessionState session)
     {
+        if (_priming)
+        {
+            _priming = false;
+            _loop = null;
+            _body = null;
+            return; // no batch: the worker is already in the pool
+        }
+
         _itemBaseline = null;
         if (_batch?.Plan is not { LeavesSessionAlone: true })
         {

@@ -63,7 +63,7 @@ internal sealed partial class Worker
     private ScriptBlock? _fastLoop;
     private string? _bodyText; // set when the batch runs on the fast loop
     private bool _drained;
-    private bool _prime; // set by StartIdleDriver, read once by the driver (Prime)
+    private bool _priming; // see Priming; set before the driver starts, cleared by EndBatch on its thread
     private int _driverFrames;
     private int _loopFrames;
 
@@ -101,21 +101,12 @@ internal sealed partial class Worker
     }
 
     /// <summary>
-    /// Before the first batch of a driver started by <see cref="StartIdleDriver"/>: runs the fast
-    /// task loop with no batch (it takes no task and ends), so that the code a call's first tasks
-    /// need is compiled while the worker waits. Every driver's later batches reuse the loop.
+    /// True while a driver started by <see cref="StartIdleDriver"/> goes once round its loop with
+    /// no batch: Prepare sets up the fast task loop, Run runs it (it takes no task and ends) and
+    /// EndBatch does nothing, so the code a call's first tasks need is compiled while the worker
+    /// waits.
     /// </summary>
-    internal void Prime()
-    {
-        if (!_prime)
-        {
-            return;
-        }
-
-        _prime = false;
-        _fastLoop ??= ScriptBlock.Create(FastTaskLoopScript);
-        _fastLoop.InvokeWithContext((IDictionary?)null, s_noVariables, ScriptBlock.Create("$_"));
-    }
+    internal bool Priming => _priming;
 
     /// <summary>
     /// The fast per-task loop (<see cref="FastTaskLoopScript"/>): runs every task of the batch from

@@ -49,15 +49,18 @@ internal sealed partial class Worker
     // Runs in the worker runspace. Each batch runs inside '& { }': a new scope per call. The
     // initialization script is dot-sourced into that scope so its definitions reach every task;
     // the per-task loop itself is C# (Worker.Run).
+    // A warm-up worker's driver first goes once round the loop with no batch (Priming), which
+    // compiles every line of it and the task loop before a call needs them.
     private const string DriverScript = @"param($__ag)
-$__ag.Prime()
-while ($__ag.NextBatch($ExecutionContext.SessionState)) {
+$__ag_priming = $__ag.Priming
+while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
     & {
         $__ag_init = $__ag.Prepare($ExecutionContext.SessionState)
         if ($null -ne $__ag_init) { . $__ag_init }
         $__ag.Run()
     }
     $__ag.EndBatch($ExecutionContext.SessionState)
+    $__ag_priming = $false
 }";
 
     private readonly object _gate = new();
@@ -154,9 +157,9 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
     }
 
     /// <summary>
-    /// Starts the driver of a worker that has no batch yet, having it run the task loop once with
-    /// nothing to run (<see cref="Prime"/>): the warm-up worker pays the compiling of the driver
-    /// and the loop before a call needs it. A batch handed over meanwhile waits for that.
+    /// Starts the driver of a worker that has no batch yet, having it go once round its loop with
+    /// nothing to run (<see cref="Priming"/>): the warm-up worker pays the compiling of the driver
+    /// and the task loop before a call needs it. A batch handed over meanwhile waits for that.
     /// </summary>
     internal void StartIdleDriver()
     {
@@ -166,7 +169,7 @@ while ($__ag.NextBatch($ExecutionContext.SessionState)) {
             startDriver = _ps is null && !_closing;
             if (startDriver)
             {
-                _prime = true;
+                _priming = true;
                 _ps = PowerShell.Create();
             }
         }

@@ -14,8 +14,8 @@ public sealed class WorkerDriverContext
 
     internal WorkerDriverContext(Worker worker) => _worker = worker;
 
-    /// <summary>Compiles the task loop before the first batch of a warm-up worker's driver (see <see cref="Worker.Prime"/>).</summary>
-    public void Prime() => _worker.Prime();
+    /// <summary>True while a warm-up worker's driver goes round its loop once with no batch (see <see cref="Worker.Priming"/>).</summary>
+    public bool Priming => _worker.Priming;
 
     /// <summary>Waits for the next batch; false when the driver should end.</summary>
     public bool NextBatch(SessionState session) => _worker.NextBatch(session);
