@@ -35,6 +35,7 @@ Describe 'Nesting' {
             # A fresh process; each check runs one task on every idle worker (a countdown holds the
             # tasks until all have started), so the worker that was cleaned up or reset is among them.
             $command = @'
+$ProgressPreference = 'SilentlyContinue' # under load a call outlasts the progress delay; its records go to stderr
 Import-Module $env:ASYNCGROUP_MANIFEST
 function Invoke-OnEveryIdleWorker([scriptblock] $Check) {
     while ([AsyncGroup.WorkerPoolStatus]::BusyWorkers.Count -gt 0) { Start-Sleep -Milliseconds 20 }
