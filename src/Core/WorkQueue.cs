@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.Threading;
 
 namespace AsyncGroup.Core;
@@ -15,20 +16,38 @@ namespace AsyncGroup.Core;
 /// or unregistered — and then every waiting worker returns, whichever call drained the queue;
 /// the start decisions never exceed <c>maxWorkers</c> live workers and never start
 /// a worker while an idle one is already waiting.
+/// <para>
+/// Hand-off: a worker that finds the queue empty first spins for a few microseconds (one worker
+/// at a time) before it blocks, and an item queued while a worker spins wakes nobody — the
+/// spinner takes it. When items arrive a few microseconds apart (a fast producer feeding trivial
+/// items), a worker goes from one item to the next without a sleep and a wake-up per item.
+/// </para>
 /// </remarks>
 public sealed class WorkQueue<T>
     where T : class
 {
+    /// <summary>How long a worker spins for an item before it blocks, when none is given.</summary>
+    public static readonly TimeSpan DefaultSpin = TimeSpan.FromTicks(TimeSpan.TicksPerMillisecond / 20); // 50 µs
+
     private readonly object _gate = new();
-    private readonly LinkedList<T> _items = new();
     private readonly int _maxWorkers;
+    private readonly long _spinTicks; // Stopwatch ticks; 0: never spin
+    private T?[] _ring = new T?[16];
+    private int _head; // index of the first item in _ring
+    private int _count; // items queued (written under the gate, read by the spinner without it)
     private int _workers;
-    private int _waiting;
+    private int _waiting; // blocked in Monitor.Wait
+    private int _spinning; // spinning before blocking: 0 or 1
     private int _unqueued;
-    private bool _completed;
+    private bool _completed; // written under the gate, read by the spinner without it
 
     /// <summary>Creates a queue served by at most <paramref name="maxWorkers"/> workers.</summary>
-    public WorkQueue(int maxWorkers)
+    /// <param name="maxWorkers">The most workers the queue asks for.</param>
+    /// <param name="spin">
+    /// How long a worker that finds the queue empty spins before it blocks (null: <see cref="DefaultSpin"/>;
+    /// zero: never). Never on a single processor, where the spinner would only delay the producer.
+    /// </param>
+    public WorkQueue(int maxWorkers, TimeSpan? spin = null)
     {
         if (maxWorkers < 1)
         {
@@ -36,19 +55,14 @@ public sealed class WorkQueue<T>
         }
 
         _maxWorkers = maxWorkers;
+        TimeSpan s = spin ?? DefaultSpin;
+        _spinTicks = Environment.ProcessorCount < 2 || s <= TimeSpan.Zero
+            ? 0
+            : Math.Max(1, (long)(s.TotalSeconds * Stopwatch.Frequency));
     }
 
     /// <summary>Items queued and not taken.</summary>
-    public int Count
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _items.Count;
-            }
-        }
-    }
+    public int Count => Volatile.Read(ref _count);
 
     /// <summary>Workers started and not yet left.</summary>
     public int Workers
@@ -62,29 +76,23 @@ public sealed class WorkQueue<T>
         }
     }
 
-    /// <summary>Workers blocked in <see cref="Take"/> waiting for an item.</summary>
+    /// <summary>Workers idle in <see cref="Take"/> waiting for an item (blocked, or spinning before they block).</summary>
     public int Waiting
     {
         get
         {
             lock (_gate)
             {
-                return _waiting;
+                return _waiting + _spinning;
             }
         }
     }
 
     /// <summary>True while an item may still be taken (queued, registered, or not completed).</summary>
-    public bool HasWork
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _items.Count > 0 || !_completed || Volatile.Read(ref _unqueued) > 0;
-            }
-        }
-    }
+    /// <remarks>Read without the lock (a worker asks after every item): each field is read once, in
+    /// an order that errs towards true — completion is read first, and it never reverts.</remarks>
+    public bool HasWork =>
+        !Volatile.Read(ref _completed) || Volatile.Read(ref _unqueued) > 0 || Volatile.Read(ref _count) > 0;
 
     /// <summary>An item will be queued later (say, once admitted by a limiter): until then the queue is not drained.</summary>
     /// <remarks>Registration happens before <see cref="Complete"/> only, so it needs no lock: it
@@ -107,19 +115,22 @@ public sealed class WorkQueue<T>
     {
         lock (_gate)
         {
+            // Queued before it stops counting as registered: HasWork, read without the lock,
+            // then sees the item as one or the other, never as neither.
+            AddLastLocked(item);
             Interlocked.Decrement(ref _unqueued);
-            _items.AddLast(item);
 
-            // One waiter takes the item. When it is the last item the queue expects (completed,
-            // nothing else registered), every other waiter must wake too and leave: a single Pulse
-            // left them waiting for ever on a queue that was already drained.
+            // One idle worker takes the item: a spinning one without being woken. When it is the
+            // last item the queue expects (completed, nothing else registered), every other waiter
+            // must wake too and leave: a single Pulse left them waiting for ever on a queue that
+            // was already drained.
             if (_completed && Volatile.Read(ref _unqueued) == 0)
             {
                 Monitor.PulseAll(_gate);
             }
             else
             {
-                Monitor.Pulse(_gate);
+                WakeOneIfNeededLocked();
             }
 
             return NeedWorkerLocked();
@@ -131,8 +142,11 @@ public sealed class WorkQueue<T>
     {
         lock (_gate)
         {
-            _items.AddFirst(item);
-            Monitor.Pulse(_gate);
+            GrowIfFullLocked();
+            _head = (_head - 1 + _ring.Length) % _ring.Length;
+            _ring[_head] = item;
+            Volatile.Write(ref _count, _count + 1);
+            WakeOneIfNeededLocked();
             return NeedWorkerLocked();
         }
     }
@@ -142,7 +156,23 @@ public sealed class WorkQueue<T>
     {
         lock (_gate)
         {
-            return _items.Remove(item);
+            for (int i = 0; i < _count; i++)
+            {
+                if (EqualityComparer<T>.Default.Equals(_ring[(_head + i) % _ring.Length]!, item))
+                {
+                    // Close the gap: the items after it move up one place, keeping their order.
+                    for (int j = i; j < _count - 1; j++)
+                    {
+                        _ring[(_head + j) % _ring.Length] = _ring[(_head + j + 1) % _ring.Length];
+                    }
+
+                    _ring[(_head + _count - 1) % _ring.Length] = null;
+                    Volatile.Write(ref _count, _count - 1);
+                    return true;
+                }
+            }
+
+            return false;
         }
     }
 
@@ -151,8 +181,12 @@ public sealed class WorkQueue<T>
     {
         lock (_gate)
         {
-            var all = new List<T>(_items);
-            _items.Clear();
+            var all = new List<T>(_count);
+            while (_count > 0)
+            {
+                all.Add(TakeFirstLocked());
+            }
+
             return all;
         }
     }
@@ -162,7 +196,7 @@ public sealed class WorkQueue<T>
     {
         lock (_gate)
         {
-            _completed = true;
+            Volatile.Write(ref _completed, true);
             Monitor.PulseAll(_gate);
         }
     }
@@ -170,14 +204,14 @@ public sealed class WorkQueue<T>
     /// <summary>Blocks a worker until an item is queued; null when the queue is drained for good.</summary>
     public T? Take()
     {
-        lock (_gate)
+        bool maySpin = _spinTicks > 0;
+        while (true)
         {
-            while (true)
+            lock (_gate)
             {
-                if (_items.First is { } first)
+                if (_count > 0)
                 {
-                    _items.RemoveFirst();
-                    return first.Value;
+                    return TakeFirstLocked();
                 }
 
                 if (_completed && Volatile.Read(ref _unqueued) == 0)
@@ -185,15 +219,33 @@ public sealed class WorkQueue<T>
                     return null;
                 }
 
-                _waiting++;
-                try
+                if (!maySpin || _spinning > 0)
                 {
-                    Monitor.Wait(_gate);
+                    _waiting++;
+                    try
+                    {
+                        Monitor.Wait(_gate);
+                    }
+                    finally
+                    {
+                        _waiting--;
+                    }
+
+                    continue;
                 }
-                finally
-                {
-                    _waiting--;
-                }
+
+                // This worker spins, outside the lock; the others block.
+                _spinning = 1;
+                maySpin = false;
+            }
+
+            SpinForItem();
+            lock (_gate)
+            {
+                // Under the gate, with the check that follows: an item queued while this worker
+                // spun woke nobody (see WakeOneIfNeededLocked), so it is taken by the next turn of
+                // the loop, or — taken by a busy worker meanwhile — this worker blocks.
+                _spinning = 0;
             }
         }
     }
@@ -217,14 +269,82 @@ public sealed class WorkQueue<T>
         }
     }
 
+    /// <summary>Spins until an item is queued, the queue may be drained, or the spin time is up.</summary>
+    private void SpinForItem()
+    {
+        long deadline = Stopwatch.GetTimestamp() + _spinTicks;
+        int turn = 0;
+        while (Volatile.Read(ref _count) == 0 && !(Volatile.Read(ref _completed) && Volatile.Read(ref _unqueued) == 0))
+        {
+            if (++turn % 8 == 0)
+            {
+                // On a busy machine the producer may need this very processor: let it run.
+                Thread.Yield();
+                if (Stopwatch.GetTimestamp() >= deadline)
+                {
+                    return;
+                }
+            }
+            else
+            {
+                Thread.SpinWait(20);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Wakes one blocked worker unless the items queued are already spoken for by a spinning one
+    /// (it takes the first item without being woken).
+    /// </summary>
+    private void WakeOneIfNeededLocked()
+    {
+        if (_waiting > 0 && _count > _spinning)
+        {
+            Monitor.Pulse(_gate);
+        }
+    }
+
     private bool NeedWorkerLocked()
     {
-        if (_items.Count > _waiting && _workers < _maxWorkers)
+        if (_count > _waiting + _spinning && _workers < _maxWorkers)
         {
             _workers++;
             return true;
         }
 
         return false;
+    }
+
+    private void AddLastLocked(T item)
+    {
+        GrowIfFullLocked();
+        _ring[(_head + _count) % _ring.Length] = item;
+        Volatile.Write(ref _count, _count + 1);
+    }
+
+    private T TakeFirstLocked()
+    {
+        T item = _ring[_head]!;
+        _ring[_head] = null;
+        _head = (_head + 1) % _ring.Length;
+        Volatile.Write(ref _count, _count - 1);
+        return item;
+    }
+
+    private void GrowIfFullLocked()
+    {
+        if (_count < _ring.Length)
+        {
+            return;
+        }
+
+        var bigger = new T?[_ring.Length * 2];
+        for (int i = 0; i < _count; i++)
+        {
+            bigger[i] = _ring[(_head + i) % _ring.Length];
+        }
+
+        _ring = bigger;
+        _head = 0;
     }
 }

@@ -195,6 +195,103 @@ public class WorkQueueTests
         }
     }
 
+    // A spin far longer than any test: a worker that spins stays spinning until something happens.
+    private static readonly TimeSpan LongSpin = TimeSpan.FromMinutes(5);
+
+    [Fact]
+    public async Task A_spinning_worker_takes_an_item_queued_while_it_spins()
+    {
+        var queue = new WorkQueue<string>(1, LongSpin);
+        queue.Register();
+        Task<string?> spinner = Task.Run(() => queue.Take());
+        await WaitUntil(() => queue.Waiting == 1);
+        queue.Enqueue("x");
+        Assert.Equal("x", await spinner.Bounded());
+    }
+
+    [Fact]
+    public async Task With_one_worker_spinning_a_second_item_wakes_a_blocked_worker()
+    {
+        // The spinner is counted on for one item only: the next one must wake a blocked worker,
+        // or it would wait until the spinner came back for it.
+        var queue = new WorkQueue<string>(2, LongSpin);
+        queue.Register();
+        queue.Register();
+        queue.Register();
+        Task<string?> first = Task.Run(() => queue.Take());
+        await WaitUntil(() => queue.Waiting == 1);
+        Task<string?> second = Task.Run(() => queue.Take());
+        await WaitUntil(() => queue.Waiting == 2); // one spins, one blocks
+        queue.Enqueue("a");
+        queue.Enqueue("b");
+        string?[] taken = await Task.WhenAll(first, second).Bounded();
+        Assert.Equal(new[] { "a", "b" }, taken.OrderBy(t => t));
+    }
+
+    [Fact]
+    public async Task A_spinning_worker_leaves_once_the_queue_is_drained()
+    {
+        var queue = new WorkQueue<string>(1, LongSpin);
+        queue.Register();
+        queue.Complete();
+        Task<string?> spinner = Task.Run(() => queue.Take());
+        await WaitUntil(() => queue.Waiting == 1);
+        queue.Unregister(); // the last expected item will never come
+        Assert.Null(await spinner.Bounded());
+
+        var completed = new WorkQueue<string>(1, LongSpin);
+        Task<string?> other = Task.Run(() => completed.Take());
+        await WaitUntil(() => completed.Waiting == 1);
+        completed.Complete();
+        Assert.Null(await other.Bounded());
+    }
+
+    [Fact]
+    public async Task No_worker_is_started_while_an_idle_one_is_spinning()
+    {
+        var queue = new WorkQueue<string>(4, LongSpin);
+        queue.Register();
+        Assert.True(queue.Enqueue("first"));
+        Assert.Equal("first", queue.Take());
+        Task<string?> idle = Task.Run(() => queue.Take());
+        await WaitUntil(() => queue.Waiting == 1);
+        queue.Register();
+        Assert.False(queue.Enqueue("second"), "A second worker was started although one was spinning for an item.");
+        Assert.Equal("second", await idle.Bounded());
+    }
+
+    [Fact]
+    public void The_queue_grows_and_keeps_its_order_through_requeues_and_removals()
+    {
+        var queue = new WorkQueue<string>(1, TimeSpan.Zero);
+        var expected = new List<string>();
+        for (int i = 0; i < 100; i++)
+        {
+            queue.Register();
+            queue.Enqueue("i" + i);
+            expected.Add("i" + i);
+            if (i % 10 == 9)
+            {
+                // Take one and put it back first in line: the order is unchanged.
+                string? head = queue.Take();
+                Assert.Equal(expected[0], head);
+                queue.Requeue(head!);
+            }
+        }
+
+        Assert.True(queue.TryRemove("i50"));
+        expected.Remove("i50");
+        Assert.Equal(99, queue.Count);
+        queue.Complete();
+        var taken = new List<string>();
+        while (queue.Take() is { } item)
+        {
+            taken.Add(item);
+        }
+
+        Assert.Equal(expected, taken);
+    }
+
     private static async Task WaitUntil(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow + TestAsync.Deadline;
