@@ -232,7 +232,7 @@ public sealed class AsyncTask
     /// <summary>A worker starts running the task now.</summary>
     internal void MarkStarted()
     {
-        _startedAt = DateTimeOffset.Now;
+        _startedAt = DateTimeOffset.UtcNow; // read as local time; Now looked up the time zone per item
         Interlocked.Exchange(ref _runStarted, 1);
 
         // Its own timeout counts from here, not from when it was queued. A worker may start it

@@ -197,10 +197,7 @@ internal sealed partial class Worker
 
     private void ResetBetweenItems(SessionState session, WorkerSettings settings)
     {
-        if (session.PSVariable.GetValue("Error") is ArrayList errors && errors.Count > 0)
-        {
-            errors.Clear();
-        }
+        ClearErrors(session);
 
         // Compared as a PowerShell path, the location set for the call: asking for the provider
         // path looks the drive up, which on Unix reads the mount table — that was half of what a

@@ -64,6 +64,8 @@ internal sealed partial class Worker
     private string? _bodyText; // set when the batch runs on the fast loop
     private bool _drained;
     private bool _priming; // see Priming; set before the driver starts, cleared by EndBatch on its thread
+    private ArrayList? _errors; // $Error while _errorsOf runs (see ErrorList)
+    private ScriptBatch? _errorsOf;
     private int _driverFrames;
     private int _loopFrames;
 
@@ -225,7 +227,17 @@ internal sealed partial class Worker
             }
 
             DeliverOrphans(next);
-            ResetBetweenItems(_session!, batch.Plan.Settings);
+            if (batch.Plan.LeavesSessionAlone)
+            {
+                // A task that runs no command and calls no method cannot move the location: only
+                // what it may have added to $Error is cleared.
+                ClearErrors(_session!);
+            }
+            else
+            {
+                ResetBetweenItems(_session!, batch.Plan.Settings);
+            }
+
             if (batch.Plan.TouchesSharedScopes)
             {
                 // After initialization, before the first task: what the call itself defines stays.
@@ -243,6 +255,32 @@ internal sealed partial class Worker
             next.MarkStarted();
             return true;
         }
+    }
+
+    /// <summary>Empties <c>$Error</c> between items (the next task starts with none).</summary>
+    private void ClearErrors(SessionState session)
+    {
+        if (ErrorList(session) is { Count: > 0 } errors)
+        {
+            errors.Clear();
+        }
+    }
+
+    /// <summary>
+    /// The session's <c>$Error</c> list, looked up once per batch: a variable lookup by name per item
+    /// was a noticeable part of a trivial item's cost, and within a batch <c>$Error</c> (a constant)
+    /// always holds the same list. Looked up again for the next batch: a reset in between may
+    /// replace it.
+    /// </summary>
+    private ArrayList? ErrorList(SessionState session)
+    {
+        if (_errorsOf is null || !ReferenceEquals(_errorsOf, _batch))
+        {
+            _errors = session.PSVariable.GetValue("Error") as ArrayList;
+            _errorsOf = _batch;
+        }
+
+        return _errors;
     }
 
     /// <summary>The input of the task being run (bound to <c>$_</c>), or null.</summary>
