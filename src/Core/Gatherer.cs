@@ -25,6 +25,16 @@ public sealed class GatherOptions
 
     /// <summary>Each task's timeout starts when its work calls <see cref="WorkTask.StartTimeout"/> (see <see cref="TaskStartOptions.DeferTimeout"/>).</summary>
     public bool DeferTaskTimeout { get; set; }
+
+    /// <summary>
+    /// The gather lets go of each task once it is final, keeping only the unfinished ones (to
+    /// cancel them) and counters: a gather over a long stream of work then holds what still runs,
+    /// not everything it ever ran. The caller keeps what it needs of each task from the task
+    /// <see cref="Gatherer{T}.Add"/> returned or a done callback; <see cref="Gatherer{T}.Tasks"/>
+    /// and <see cref="Gatherer{T}.GetResultsAsync"/> are then unavailable. The outcome rules of
+    /// <see cref="Gatherer{T}.WhenAllAsync"/> are unchanged.
+    /// </summary>
+    public bool ReleaseSettled { get; set; }
 }
 
 /// <summary>
@@ -40,7 +50,12 @@ public sealed class GatherOptions
 /// </remarks>
 public sealed class Gatherer<T>
 {
+    // Smallest list worth sweeping for final tasks (ReleaseSettled): below it, sweeping costs more than it frees.
+    private const int MinSweep = 64;
+
     private readonly object _gate = new();
+    // Every task in input order; with ReleaseSettled only those not yet final (and a few final
+    // ones until the next sweep), in input order still.
     private readonly List<WorkTask<T>> _tasks = new();
     private readonly GatherOptions _options;
     private readonly CancellationTokenSource _stop;
@@ -51,6 +66,9 @@ public sealed class Gatherer<T>
     // finishes the gather, exactly once. Counted with Interlocked so that a completed task's done
     // callback never takes the gate (it would contend with Add on every task).
     private int _unfinished = 1;
+    private int _count;     // tasks added, under the gate
+    private int _cancelled; // tasks that ended Cancelled (Interlocked, from done callbacks)
+    private int _sweepAt = MinSweep;
     private bool _sealed;
     private volatile bool _timedOut; // read on every pipeline input: never under the gate
     private WorkTask<T>? _trigger;
@@ -80,13 +98,27 @@ public sealed class Gatherer<T>
     }
 
     /// <summary>The tasks in input order.</summary>
+    /// <exception cref="InvalidOperationException">The gather releases settled tasks (<see cref="GatherOptions.ReleaseSettled"/>).</exception>
     public IReadOnlyList<WorkTask<T>> Tasks
+    {
+        get
+        {
+            ThrowIfReleasing(nameof(Tasks));
+            lock (_gate)
+            {
+                return _tasks.ToArray();
+            }
+        }
+    }
+
+    /// <summary>How many tasks were added (the next task's index).</summary>
+    public int Count
     {
         get
         {
             lock (_gate)
             {
-                return _tasks.ToArray();
+                return _count;
             }
         }
     }
@@ -134,7 +166,16 @@ public sealed class Gatherer<T>
                 StartInline = _options.StartInline,
                 DeferTimeout = _options.DeferTaskTimeout,
             });
+            if (_options.ReleaseSettled && _tasks.Count >= _sweepAt)
+            {
+                // Amortised: the next sweep waits until the list has doubled, so each task is
+                // looked at a bounded number of times however long the gather runs.
+                _tasks.RemoveAll(static t => t.IsDone);
+                _sweepAt = Math.Max(MinSweep, _tasks.Count * 2);
+            }
+
             _tasks.Add(task);
+            _count++;
             Interlocked.Increment(ref _unfinished);
 
             // Read under the gate: either CancelUnfinished's snapshot (taken under the gate after
@@ -192,23 +233,16 @@ public sealed class Gatherer<T>
 
         WorkTask<T>? trigger;
         bool timedOut;
-        int total, unfinishedAtTimeout = 0;
+        int total;
         lock (_gate)
         {
             trigger = _trigger;
             timedOut = _timedOut;
-            total = _tasks.Count;
-            if (timedOut)
-            {
-                foreach (WorkTask<T> t in _tasks)
-                {
-                    if (t.State == WorkTaskState.Cancelled)
-                    {
-                        unfinishedAtTimeout++;
-                    }
-                }
-            }
+            total = _count;
         }
+
+        // Every task is final and counted by now: each done callback counts before it lets the gather finish.
+        int unfinishedAtTimeout = Volatile.Read(ref _cancelled);
 
         if (trigger is not null && !_options.ReturnExceptions)
         {
@@ -225,8 +259,10 @@ public sealed class Gatherer<T>
     }
 
     /// <summary>Awaits the gather and returns every task's value in input order (fail-fast).</summary>
+    /// <exception cref="InvalidOperationException">The gather releases settled tasks (<see cref="GatherOptions.ReleaseSettled"/>).</exception>
     public async Task<T[]> GetResultsAsync()
     {
+        ThrowIfReleasing(nameof(GetResultsAsync));
         await WhenAllAsync().ConfigureAwait(false);
         IReadOnlyList<WorkTask<T>> tasks = Tasks;
         var results = new T[tasks.Count];
@@ -253,8 +289,21 @@ public sealed class Gatherer<T>
         StopAll();
     }
 
+    private void ThrowIfReleasing(string member)
+    {
+        if (_options.ReleaseSettled)
+        {
+            throw new InvalidOperationException($"{member} is not available: this gather releases its tasks as they finish (ReleaseSettled).");
+        }
+    }
+
     private void OnTaskDone(WorkTask task)
     {
+        if (task.State == WorkTaskState.Cancelled)
+        {
+            Interlocked.Increment(ref _cancelled);
+        }
+
         bool stop = false;
         if (task.State != WorkTaskState.Completed && !_options.ReturnExceptions)
         {
@@ -307,6 +356,14 @@ public sealed class Gatherer<T>
 
     private void Finish()
     {
+        if (_options.ReleaseSettled)
+        {
+            lock (_gate)
+            {
+                _tasks.Clear(); // all final: nothing left to cancel
+            }
+        }
+
         _deadline?.Dispose();
         _deadline = null;
         _stop.Dispose(); // unregisters from the owner's token
