@@ -24,7 +24,10 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
 {
     private readonly CancellationTokenSource _stop = new();
     private readonly BlockingCollection<StreamMessage> _queue = new();
+    // Every task the cmdlet created and has not let go of, in creation order (ShutdownOwned cancels in
+    // that order). Finished tasks the cmdlet no longer needs are swept out now and then (ReleasedOwned).
     private readonly List<AsyncTask> _owned = new();
+    private int _releasedSinceSweep;
     private readonly List<ScriptBatch> _batches = new();
     private readonly QueueSink _sink;
     private bool _disposed;
@@ -72,6 +75,26 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
         }
     }
 
+    /// <summary>
+    /// An owned task is finished and the cmdlet needs it no more: <see cref="ShutdownOwned"/> has
+    /// nothing to do for it, so a long call need not keep it. Amortised: finished tasks are swept
+    /// out once as many were released as half the list holds (at least 64), so each is looked at a
+    /// bounded number of times and the list holds about twice the tasks still unfinished.
+    /// </summary>
+    internal void ReleasedOwned()
+    {
+        lock (_owned)
+        {
+            if (++_releasedSinceSweep < Math.Max(64, _owned.Count / 2))
+            {
+                return;
+            }
+
+            _releasedSinceSweep = 0;
+            _owned.RemoveAll(static t => t.IsDone);
+        }
+    }
+
     /// <summary>Records a batch to complete when the cmdlet ends, so its idle workers go back to the pool.</summary>
     internal void TrackBatch(ScriptBatch batch) => _batches.Add(batch);
 
@@ -97,6 +120,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     internal void Pump(Task until, Action<AsyncTask>? onTaskDone = null, Action? onTick = null, int tickMilliseconds = 250)
     {
         until.ContinueWith(_ => _sink.Post(new StreamMessage(StreamKind.Wake, null)), TaskContinuationOptions.ExecuteSynchronously);
+        var sinceTick = System.Diagnostics.Stopwatch.StartNew();
         while (true)
         {
             DrainAvailable(onTaskDone);
@@ -111,6 +135,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
             {
                 if (!_queue.TryTake(out message, onTick is null ? Timeout.Infinite : tickMilliseconds, PipelineStopToken))
                 {
+                    sinceTick.Restart();
                     onTick!();
                     continue;
                 }
@@ -121,7 +146,13 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
             }
 
             Dispatch(message, onTaskDone);
-            onTick?.Invoke();
+
+            // On the clock, not per message: a tick may look at every task (progress counts them).
+            if (onTick is not null && sinceTick.ElapsedMilliseconds >= tickMilliseconds)
+            {
+                sinceTick.Restart();
+                onTick();
+            }
         }
     }
 

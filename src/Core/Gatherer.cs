@@ -50,7 +50,7 @@ public sealed class GatherOptions
 /// </remarks>
 public sealed class Gatherer<T>
 {
-    // Smallest list worth sweeping for final tasks (ReleaseSettled): below it, sweeping costs more than it frees.
+    // Fewest final tasks worth a sweep (ReleaseSettled): fewer, and sweeping costs more than it frees.
     private const int MinSweep = 64;
 
     private readonly object _gate = new();
@@ -68,7 +68,8 @@ public sealed class Gatherer<T>
     private int _unfinished = 1;
     private int _count;     // tasks added, under the gate
     private int _cancelled; // tasks that ended Cancelled (Interlocked, from done callbacks)
-    private int _sweepAt = MinSweep;
+    private int _doneSinceSweep; // ReleaseSettled: tasks ended since the list was last swept (Interlocked)
+    private volatile int _sweepAt = MinSweep;
     private bool _sealed;
     private volatile bool _timedOut; // read on every pipeline input: never under the gate
     private WorkTask<T>? _trigger;
@@ -166,14 +167,6 @@ public sealed class Gatherer<T>
                 StartInline = _options.StartInline,
                 DeferTimeout = _options.DeferTaskTimeout,
             });
-            if (_options.ReleaseSettled && _tasks.Count >= _sweepAt)
-            {
-                // Amortised: the next sweep waits until the list has doubled, so each task is
-                // looked at a bounded number of times however long the gather runs.
-                _tasks.RemoveAll(static t => t.IsDone);
-                _sweepAt = Math.Max(MinSweep, _tasks.Count * 2);
-            }
-
             _tasks.Add(task);
             _count++;
             Interlocked.Increment(ref _unfinished);
@@ -304,6 +297,11 @@ public sealed class Gatherer<T>
             Interlocked.Increment(ref _cancelled);
         }
 
+        if (_options.ReleaseSettled && Interlocked.Increment(ref _doneSinceSweep) >= _sweepAt)
+        {
+            Sweep();
+        }
+
         bool stop = false;
         if (task.State != WorkTaskState.Completed && !_options.ReturnExceptions)
         {
@@ -325,6 +323,27 @@ public sealed class Gatherer<T>
         if (Interlocked.Decrement(ref _unfinished) == 0)
         {
             Finish();
+        }
+    }
+
+    /// <summary>
+    /// ReleaseSettled: drops the final tasks from the list. Run by the done callback that brings the
+    /// count of tasks ended since the last sweep to half the list (at least <see cref="MinSweep"/>),
+    /// so the gate is taken once per many tasks, each task is looked at a bounded number of times
+    /// however long the gather runs, and the list holds at most about twice the unfinished tasks.
+    /// </summary>
+    private void Sweep()
+    {
+        lock (_gate)
+        {
+            if (Volatile.Read(ref _doneSinceSweep) < _sweepAt)
+            {
+                return; // another thread swept meanwhile
+            }
+
+            Volatile.Write(ref _doneSinceSweep, 0);
+            _tasks.RemoveAll(static t => t.IsDone);
+            _sweepAt = Math.Max(MinSweep, _tasks.Count / 2);
         }
     }
 

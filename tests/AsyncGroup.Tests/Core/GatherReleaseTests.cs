@@ -11,7 +11,7 @@ namespace AsyncGroup.Tests.Core;
 /// </summary>
 public class GatherReleaseTests
 {
-    // More than the gatherer's smallest sweep: enough adds after a task ends to let go of it.
+    // More than the gatherer's smallest sweep: enough tasks ending after one to let go of it.
     private const int Plenty = 300;
 
     [Theory]
@@ -21,12 +21,23 @@ public class GatherReleaseTests
     {
         var gatherer = new Gatherer<object>(new GatherOptions { ReleaseSettled = release });
         (WeakReference task, WeakReference value) = AddOneAndWaitForIt(gatherer);
+        var later = new List<WorkTask<object>>();
         for (int i = 0; i < Plenty; i++)
         {
-            _ = gatherer.Add(_ => Task.FromResult<object>(i));
+            later.Add(gatherer.Add(_ => Task.FromResult<object>(i)));
         }
 
+        await Task.WhenAll(later.Select(t => t.Completion)).Bounded();
         Collect();
+
+        // A task's completion is visible a moment before its done callbacks (the sweeps) have run.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (release && (task.IsAlive || value.IsAlive) && clock.Elapsed < Deadline)
+        {
+            await Task.Delay(10);
+            Collect();
+        }
+
         Assert.Equal(!release, task.IsAlive);
         Assert.Equal(!release, value.IsAlive);
 
