@@ -4,8 +4,10 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Runspaces;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using System.Threading.Tasks;
+using AsyncGroup.Core;
 using AsyncGroup.Execution;
 
 namespace AsyncGroup.Commands;
@@ -30,6 +32,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     private int _releasedSinceSweep;
     private readonly List<ScriptBatch> _batches = new();
     private readonly QueueSink _sink;
+    private readonly Action<WorkTask> _postDone; // one delegate per cmdlet, not one per task
     private bool _disposed;
 
     /// <summary>
@@ -39,7 +42,11 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     internal static readonly TimeSpan ShutdownBound = Worker.StopGracePeriod + TimeSpan.FromSeconds(2);
 
     /// <summary>Creates the cmdlet.</summary>
-    protected AsyncGroupCmdlet() => _sink = new QueueSink(_queue);
+    protected AsyncGroupCmdlet()
+    {
+        _sink = new QueueSink(_queue);
+        _postDone = w => _sink.Post(new StreamMessage(StreamKind.TaskDone, null, (AsyncTask)w.Tag!));
+    }
 
     /// <summary>Cancelled when the pipeline is stopped (Ctrl+C). Named as PowerShell 7.6's own.</summary>
     protected CancellationToken PipelineStopToken => _stop.Token;
@@ -108,8 +115,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     }
 
     /// <summary>Posts a task's completion to the writer queue (called from any thread).</summary>
-    internal void NotifyWhenDone(AsyncTask task) =>
-        task.Work.AddDoneCallback(_ => _sink.Post(new StreamMessage(StreamKind.TaskDone, null, task)));
+    internal void NotifyWhenDone(AsyncTask task) => task.Work.AddDoneCallback(_postDone); // the Core task's Tag is the AsyncTask
 
     /// <summary>
     /// Writes everything workers post until <paramref name="until"/> completes, then what is left.
@@ -130,22 +136,12 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                 return;
             }
 
-            StreamMessage message;
-            try
+            if (!DispatchNext(onTick is null ? Timeout.Infinite : tickMilliseconds, onTaskDone))
             {
-                if (!_queue.TryTake(out message, onTick is null ? Timeout.Infinite : tickMilliseconds, PipelineStopToken))
-                {
-                    sinceTick.Restart();
-                    onTick!();
-                    continue;
-                }
+                sinceTick.Restart();
+                onTick!();
+                continue;
             }
-            catch (OperationCanceledException)
-            {
-                throw new PipelineStoppedException();
-            }
-
-            Dispatch(message, onTaskDone);
 
             // On the clock, not per message: a tick may look at every task (progress counts them).
             if (onTick is not null && sinceTick.ElapsedMilliseconds >= tickMilliseconds)
@@ -154,6 +150,33 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                 onTick();
             }
         }
+    }
+
+    /// <summary>
+    /// Waits up to <paramref name="millisecondsTimeout"/> for one message and dispatches it; false
+    /// when none came. A frame of its own on purpose: the message taken must not outlive its
+    /// dispatch in a local of the pump's loop, where it kept its task (and that task's output)
+    /// alive until the next blocking wait, however long the call ran.
+    /// </summary>
+    /// <exception cref="PipelineStoppedException">The pipeline was stopped.</exception>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool DispatchNext(int millisecondsTimeout, Action<AsyncTask>? onTaskDone)
+    {
+        StreamMessage message;
+        try
+        {
+            if (!_queue.TryTake(out message, millisecondsTimeout, PipelineStopToken))
+            {
+                return false;
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            throw new PipelineStoppedException();
+        }
+
+        Dispatch(message, onTaskDone);
+        return true;
     }
 
     /// <summary>Writes whatever is queued now, without blocking.</summary>

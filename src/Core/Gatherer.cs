@@ -75,6 +75,7 @@ public sealed class Gatherer<T>
     private WorkTask<T>? _trigger;
     private readonly Action<WorkTask> _onTaskDone;
     private readonly TaskStartOptions _taskOptions; // read by the WorkTask constructor only, so shared
+    private readonly TaskStartOptions _taggedTaskOptions; // the same for tasks added with a tag (given apart)
 
     /// <summary>Creates a gather; <paramref name="cancellationToken"/> is its owner's.</summary>
     public Gatherer(GatherOptions? options = null, CancellationToken cancellationToken = default)
@@ -85,6 +86,7 @@ public sealed class Gatherer<T>
         _ownerToken = cancellationToken;
         _onTaskDone = OnTaskDone; // one delegate for the gather, not one per task
         _taskOptions = new TaskStartOptions { Limiter = _options.Limiter, Timeout = _options.TaskTimeout, DeferTimeout = _options.DeferTaskTimeout };
+        _taggedTaskOptions = new TaskStartOptions { Limiter = _options.Limiter, Timeout = _options.TaskTimeout, DeferTimeout = _options.DeferTaskTimeout, StartInline = _options.StartInline };
         _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
 
         // One registration for the whole gather rather than one per task on _stop: under load,
@@ -159,14 +161,7 @@ public sealed class Gatherer<T>
                 throw new InvalidOperationException("No work can be added to a gather after it was sealed.");
             }
 
-            task = new WorkTask<T>(work, name, tag is null ? _taskOptions : new TaskStartOptions
-            {
-                Limiter = _options.Limiter,
-                Timeout = _options.TaskTimeout,
-                Tag = tag,
-                StartInline = _options.StartInline,
-                DeferTimeout = _options.DeferTaskTimeout,
-            });
+            task = new WorkTask<T>(work, name, tag is null ? _taskOptions : _taggedTaskOptions, tag);
             _tasks.Add(task);
             _count++;
             Interlocked.Increment(ref _unfinished);
