@@ -627,6 +627,99 @@ foreach ($timeout in 0.05, 0.1, 0.2, 0.3) {
         }
     }
 
+    Context 'long pipelines (a task is let go once its output is written)' {
+        It 'lets go of an item''s output object once written, while the call still runs' {
+            $probe = @{ Written = [System.Threading.ManualResetEventSlim]::new($false) }
+
+            # Item 1's object is written first (the other items wait for it to reach the end of the
+            # pipeline); by item 500 the call no longer holds it (the downstream command keeps only
+            # a weak reference), though the call is still running.
+            1..600 | Invoke-Gather -ThrottleLimit 2 {
+                if ($_ -eq 1) { [System.Text.StringBuilder]::new('item 1') }
+                else {
+                    $p = $using:probe
+                    if (-not $p.Written.Wait(30000)) { throw 'item 1 was never written' }
+                    $_
+                }
+            } | ForEach-Object {
+                if ($_ -is [System.Text.StringBuilder]) {
+                    $probe.Weak = [System.WeakReference]::new($_)
+                    $probe.Written.Set()
+                }
+                elseif ($_ -eq 500) {
+                    [GC]::Collect()
+                    [GC]::WaitForPendingFinalizers()
+                    [GC]::Collect()
+                    $probe.AliveAt500 = $probe.Weak.IsAlive
+                }
+            }
+
+            $probe.Weak | Should -Not -BeNullOrEmpty
+            $probe.AliveAt500 | Should -BeFalse
+        }
+
+        It 'keeps every output in input order, streaming several objects per item' {
+            $out = 1..3000 | Invoke-Gather -ThrottleLimit 3 { $_; -$_ }
+
+            $out | Should -HaveCount 6000
+            $expected = foreach ($i in 1..3000) { $i; -$i }
+            ($out -join ',') | Should -Be ($expected -join ',')
+        }
+
+        It 'writes every output exactly once with -AsCompleted' {
+            $out = 1..3000 | Invoke-Gather -AsCompleted -ThrottleLimit 3 { $_; $_ + 0.5 }
+
+            $out | Should -HaveCount 6000
+            (($out | Sort-Object) -join ',') | Should -Be ((1..3000 | ForEach-Object { $_; $_ + 0.5 }) -join ',')
+        }
+
+        It 'stops at the failed item and names the first cancelled items in input order' {
+            $seen = [System.Collections.Generic.List[object]]::new()
+
+            $err = try {
+                # The items after the failed one wait, so the failure finds them running or queued.
+                1..3000 | Invoke-Gather -ThrottleLimit 3 -WarningVariable warnings {
+                    if ($_ -eq 2500) { throw "bad $_" }
+                    if ($_ -gt 2500) { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } }
+                    $_
+                } 3>$null | ForEach-Object { $seen.Add($_) }
+            }
+            catch { $_ }
+
+            $err.Exception.Message | Should -Be 'bad 2500'
+            $err.TargetObject.InputObject | Should -Be 2500
+            # Items before the failed one that were still running when it failed were cancelled,
+            # and output stops before the first of them: what was written is 1..k, in order.
+            $seen.Count | Should -BeLessOrEqual 2499
+            ($seen -join ',') | Should -Be ((1..([Math]::Max(1, $seen.Count)) | Select-Object -First $seen.Count) -join ',')
+
+            $warnings | Should -HaveCount 1
+            $warnings[0].Message | Should -Match '^Invoke-Gather stopped because task .* did not complete: (\d+) task\(s\) were cancelled \((\d+) of them never started\): (#\d+(, #\d+){9}), …$'
+            $positions = @([regex]::Matches($warnings[0].Message, '#(\d+)') | ForEach-Object { [int] $_.Groups[1].Value })
+            $positions | Should -HaveCount 10
+            ($positions -join ',') | Should -Be (($positions | Sort-Object) -join ',')
+            # The first item not written is the first cancelled one (position = its 0-based index).
+            if ($seen.Count -lt 2499) { $positions[0] | Should -Be $seen.Count }
+            else { $positions[0] | Should -Be 2500 }
+        }
+
+        It 'places every failure at its position with -ReturnExceptions' {
+            $out = 1..3000 | Invoke-Gather -ReturnExceptions -ThrottleLimit 3 {
+                if ($_ % 1000 -eq 0) { throw "bad $_" }
+                $_
+            }
+
+            $out | Should -HaveCount 3000
+            foreach ($i in 1..3000) {
+                if ($i % 1000 -eq 0) {
+                    $out[$i - 1] | Should -BeOfType ([System.Management.Automation.ErrorRecord])
+                    $out[$i - 1].Exception.Message | Should -Be "bad $i"
+                }
+                elseif ($out[$i - 1] -ne $i) { $out[$i - 1] | Should -Be $i -Because "item $i" }
+            }
+        }
+    }
+
     Context 'early stop downstream' {
         It 'cancels every other task once Select-Object -First 1 has its object' {
             $s = New-SyncHashtable

@@ -4,8 +4,10 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Runspaces;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using System.Threading.Tasks;
+using AsyncGroup.Core;
 using AsyncGroup.Execution;
 
 namespace AsyncGroup.Commands;
@@ -24,9 +26,13 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
 {
     private readonly CancellationTokenSource _stop = new();
     private readonly BlockingCollection<StreamMessage> _queue = new();
+    // Every task the cmdlet created and has not let go of, in creation order (ShutdownOwned cancels in
+    // that order). Finished tasks the cmdlet no longer needs are swept out now and then (ReleasedOwned).
     private readonly List<AsyncTask> _owned = new();
+    private int _releasedSinceSweep;
     private readonly List<ScriptBatch> _batches = new();
     private readonly QueueSink _sink;
+    private readonly Action<WorkTask> _postDone; // one delegate per cmdlet, not one per task
     private bool _disposed;
 
     /// <summary>
@@ -36,7 +42,11 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     internal static readonly TimeSpan ShutdownBound = Worker.StopGracePeriod + TimeSpan.FromSeconds(2);
 
     /// <summary>Creates the cmdlet.</summary>
-    protected AsyncGroupCmdlet() => _sink = new QueueSink(_queue);
+    protected AsyncGroupCmdlet()
+    {
+        _sink = new QueueSink(_queue);
+        _postDone = w => _sink.Post(new StreamMessage(StreamKind.TaskDone, null, (AsyncTask)w.Tag!));
+    }
 
     /// <summary>Cancelled when the pipeline is stopped (Ctrl+C). Named as PowerShell 7.6's own.</summary>
     protected CancellationToken PipelineStopToken => _stop.Token;
@@ -72,6 +82,26 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
         }
     }
 
+    /// <summary>
+    /// An owned task is finished and the cmdlet needs it no more: <see cref="ShutdownOwned"/> has
+    /// nothing to do for it, so a long call need not keep it. Amortised: finished tasks are swept
+    /// out once as many were released as half the list holds (at least 64), so each is looked at a
+    /// bounded number of times and the list holds about twice the tasks still unfinished.
+    /// </summary>
+    internal void ReleasedOwned()
+    {
+        lock (_owned)
+        {
+            if (++_releasedSinceSweep < Math.Max(64, _owned.Count / 2))
+            {
+                return;
+            }
+
+            _releasedSinceSweep = 0;
+            _owned.RemoveAll(static t => t.IsDone);
+        }
+    }
+
     /// <summary>Records a batch to complete when the cmdlet ends, so its idle workers go back to the pool.</summary>
     internal void TrackBatch(ScriptBatch batch) => _batches.Add(batch);
 
@@ -85,8 +115,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     }
 
     /// <summary>Posts a task's completion to the writer queue (called from any thread).</summary>
-    internal void NotifyWhenDone(AsyncTask task) =>
-        task.Work.AddDoneCallback(_ => _sink.Post(new StreamMessage(StreamKind.TaskDone, null, task)));
+    internal void NotifyWhenDone(AsyncTask task) => task.Work.AddDoneCallback(_postDone); // the Core task's Tag is the AsyncTask
 
     /// <summary>
     /// Writes everything workers post until <paramref name="until"/> completes, then what is left.
@@ -97,6 +126,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     internal void Pump(Task until, Action<AsyncTask>? onTaskDone = null, Action? onTick = null, int tickMilliseconds = 250)
     {
         until.ContinueWith(_ => _sink.Post(new StreamMessage(StreamKind.Wake, null)), TaskContinuationOptions.ExecuteSynchronously);
+        var sinceTick = System.Diagnostics.Stopwatch.StartNew();
         while (true)
         {
             DrainAvailable(onTaskDone);
@@ -106,23 +136,47 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                 return;
             }
 
-            StreamMessage message;
-            try
+            if (!DispatchNext(onTick is null ? Timeout.Infinite : tickMilliseconds, onTaskDone))
             {
-                if (!_queue.TryTake(out message, onTick is null ? Timeout.Infinite : tickMilliseconds, PipelineStopToken))
-                {
-                    onTick!();
-                    continue;
-                }
-            }
-            catch (OperationCanceledException)
-            {
-                throw new PipelineStoppedException();
+                sinceTick.Restart();
+                onTick!();
+                continue;
             }
 
-            Dispatch(message, onTaskDone);
-            onTick?.Invoke();
+            // On the clock, not per message: a tick may look at every task (progress counts them).
+            if (onTick is not null && sinceTick.ElapsedMilliseconds >= tickMilliseconds)
+            {
+                sinceTick.Restart();
+                onTick();
+            }
         }
+    }
+
+    /// <summary>
+    /// Waits up to <paramref name="millisecondsTimeout"/> for one message and dispatches it; false
+    /// when none came. A frame of its own on purpose: the message taken must not outlive its
+    /// dispatch in a local of the pump's loop, where it kept its task (and that task's output)
+    /// alive until the next blocking wait, however long the call ran.
+    /// </summary>
+    /// <exception cref="PipelineStoppedException">The pipeline was stopped.</exception>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool DispatchNext(int millisecondsTimeout, Action<AsyncTask>? onTaskDone)
+    {
+        StreamMessage message;
+        try
+        {
+            if (!_queue.TryTake(out message, millisecondsTimeout, PipelineStopToken))
+            {
+                return false;
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            throw new PipelineStoppedException();
+        }
+
+        Dispatch(message, onTaskDone);
+        return true;
     }
 
     /// <summary>Writes whatever is queued now, without blocking.</summary>

@@ -23,14 +23,16 @@ public sealed class AsyncTask
 {
     private readonly object _gate = new();
     private readonly List<PSObject> _output = new();
-    private readonly List<ErrorRecord> _errors = new();
-    private readonly Queue<StreamMessage> _buffered = new();
+    // Made on first use, under the gate: most tasks write no error, and a task whose records a
+    // cmdlet delivers live never buffers one (a long gather creates one task per input).
+    private List<ErrorRecord>? _errors;
+    private Queue<StreamMessage>? _buffered;
     // Completed synchronously on purpose: Core's bookkeeping runs on the worker's thread right
     // away instead of a thread-pool hop later. The executor never completes it under a lock.
     private readonly TaskCompletionSource<IReadOnlyList<PSObject>> _execution = new();
     private WorkTask<IReadOnlyList<PSObject>>? _work;
     private IStreamSink? _sink;
-    private readonly Stack<IStreamSink> _outerSinks = new();
+    private Stack<IStreamSink>? _outerSinks;
     private ErrorRecord? _error;
     private EventHandler? _completed;
     private Worker? _runningOn;
@@ -43,6 +45,8 @@ public sealed class AsyncTask
     private List<AsyncTask>? _children;
     private int _liveChildren;
     private static int s_lastHash;
+    // One delegate for every task: the Core task of an AsyncTask carries it as its Tag.
+    private static readonly Action<WorkTask> s_onDone = static w => ((AsyncTask)w.Tag!).OnDone();
     private readonly int _hash = Interlocked.Increment(ref s_lastHash);
 
     internal AsyncTask(ScriptBatch batch, object? input, bool hasInput, object?[] arguments, Guid ownerRunspaceId)
@@ -128,7 +132,7 @@ public sealed class AsyncTask
         {
             lock (_gate)
             {
-                return _errors.ToArray();
+                return _errors?.ToArray() ?? Array.Empty<ErrorRecord>();
             }
         }
     }
@@ -213,7 +217,7 @@ public sealed class AsyncTask
     internal void Bind(WorkTask<IReadOnlyList<PSObject>> work)
     {
         Volatile.Write(ref _work, work);
-        work.AddDoneCallback(_ => OnDone());
+        work.AddDoneCallback(s_onDone);
         if (Volatile.Read(ref _runStarted) == 1)
         {
             work.StartTimeout();
@@ -312,7 +316,7 @@ public sealed class AsyncTask
     {
         lock (_gate)
         {
-            _errors.Add(record);
+            (_errors ??= new List<ErrorRecord>()).Add(record);
         }
 
         Post(new StreamMessage(StreamKind.Error, record, this));
@@ -337,7 +341,7 @@ public sealed class AsyncTask
             }
             else
             {
-                _buffered.Enqueue(message);
+                (_buffered ??= new Queue<StreamMessage>()).Enqueue(message);
             }
         }
     }
@@ -349,14 +353,14 @@ public sealed class AsyncTask
     {
         lock (_gate)
         {
-            while (_buffered.Count > 0)
+            while (_buffered is { Count: > 0 })
             {
                 sink.Post(_buffered.Dequeue());
             }
 
             if (_sink is not null)
             {
-                _outerSinks.Push(_sink);
+                (_outerSinks ??= new Stack<IStreamSink>()).Push(_sink);
             }
 
             _sink = sink;
@@ -372,7 +376,7 @@ public sealed class AsyncTask
         {
             if (ReferenceEquals(_sink, sink))
             {
-                _sink = _outerSinks.Count > 0 ? _outerSinks.Pop() : null;
+                _sink = _outerSinks is { Count: > 0 } ? _outerSinks.Pop() : null;
             }
         }
     }

@@ -25,6 +25,16 @@ public sealed class GatherOptions
 
     /// <summary>Each task's timeout starts when its work calls <see cref="WorkTask.StartTimeout"/> (see <see cref="TaskStartOptions.DeferTimeout"/>).</summary>
     public bool DeferTaskTimeout { get; set; }
+
+    /// <summary>
+    /// The gather lets go of each task once it is final, keeping only the unfinished ones (to
+    /// cancel them) and counters: a gather over a long stream of work then holds what still runs,
+    /// not everything it ever ran. The caller keeps what it needs of each task from the task
+    /// <see cref="Gatherer{T}.Add"/> returned or a done callback; <see cref="Gatherer{T}.Tasks"/>
+    /// and <see cref="Gatherer{T}.GetResultsAsync"/> are then unavailable. The outcome rules of
+    /// <see cref="Gatherer{T}.WhenAllAsync"/> are unchanged.
+    /// </summary>
+    public bool ReleaseSettled { get; set; }
 }
 
 /// <summary>
@@ -40,7 +50,12 @@ public sealed class GatherOptions
 /// </remarks>
 public sealed class Gatherer<T>
 {
+    // Fewest final tasks worth a sweep (ReleaseSettled): fewer, and sweeping costs more than it frees.
+    private const int MinSweep = 64;
+
     private readonly object _gate = new();
+    // Every task in input order; with ReleaseSettled only those not yet final (and a few final
+    // ones until the next sweep), in input order still.
     private readonly List<WorkTask<T>> _tasks = new();
     private readonly GatherOptions _options;
     private readonly CancellationTokenSource _stop;
@@ -51,11 +66,16 @@ public sealed class Gatherer<T>
     // finishes the gather, exactly once. Counted with Interlocked so that a completed task's done
     // callback never takes the gate (it would contend with Add on every task).
     private int _unfinished = 1;
+    private int _count;     // tasks added, under the gate
+    private int _cancelled; // tasks that ended Cancelled (Interlocked, from done callbacks)
+    private int _doneSinceSweep; // ReleaseSettled: tasks ended since the list was last swept (Interlocked)
+    private volatile int _sweepAt = MinSweep;
     private bool _sealed;
     private volatile bool _timedOut; // read on every pipeline input: never under the gate
     private WorkTask<T>? _trigger;
     private readonly Action<WorkTask> _onTaskDone;
     private readonly TaskStartOptions _taskOptions; // read by the WorkTask constructor only, so shared
+    private readonly TaskStartOptions _taggedTaskOptions; // the same for tasks added with a tag (given apart)
 
     /// <summary>Creates a gather; <paramref name="cancellationToken"/> is its owner's.</summary>
     public Gatherer(GatherOptions? options = null, CancellationToken cancellationToken = default)
@@ -66,6 +86,7 @@ public sealed class Gatherer<T>
         _ownerToken = cancellationToken;
         _onTaskDone = OnTaskDone; // one delegate for the gather, not one per task
         _taskOptions = new TaskStartOptions { Limiter = _options.Limiter, Timeout = _options.TaskTimeout, DeferTimeout = _options.DeferTaskTimeout };
+        _taggedTaskOptions = new TaskStartOptions { Limiter = _options.Limiter, Timeout = _options.TaskTimeout, DeferTimeout = _options.DeferTaskTimeout, StartInline = _options.StartInline };
         _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
 
         // One registration for the whole gather rather than one per task on _stop: under load,
@@ -80,13 +101,27 @@ public sealed class Gatherer<T>
     }
 
     /// <summary>The tasks in input order.</summary>
+    /// <exception cref="InvalidOperationException">The gather releases settled tasks (<see cref="GatherOptions.ReleaseSettled"/>).</exception>
     public IReadOnlyList<WorkTask<T>> Tasks
+    {
+        get
+        {
+            ThrowIfReleasing(nameof(Tasks));
+            lock (_gate)
+            {
+                return _tasks.ToArray();
+            }
+        }
+    }
+
+    /// <summary>How many tasks were added (the next task's index).</summary>
+    public int Count
     {
         get
         {
             lock (_gate)
             {
-                return _tasks.ToArray();
+                return _count;
             }
         }
     }
@@ -126,15 +161,9 @@ public sealed class Gatherer<T>
                 throw new InvalidOperationException("No work can be added to a gather after it was sealed.");
             }
 
-            task = new WorkTask<T>(work, name, tag is null ? _taskOptions : new TaskStartOptions
-            {
-                Limiter = _options.Limiter,
-                Timeout = _options.TaskTimeout,
-                Tag = tag,
-                StartInline = _options.StartInline,
-                DeferTimeout = _options.DeferTaskTimeout,
-            });
+            task = new WorkTask<T>(work, name, tag is null ? _taskOptions : _taggedTaskOptions, tag);
             _tasks.Add(task);
+            _count++;
             Interlocked.Increment(ref _unfinished);
 
             // Read under the gate: either CancelUnfinished's snapshot (taken under the gate after
@@ -192,23 +221,16 @@ public sealed class Gatherer<T>
 
         WorkTask<T>? trigger;
         bool timedOut;
-        int total, unfinishedAtTimeout = 0;
+        int total;
         lock (_gate)
         {
             trigger = _trigger;
             timedOut = _timedOut;
-            total = _tasks.Count;
-            if (timedOut)
-            {
-                foreach (WorkTask<T> t in _tasks)
-                {
-                    if (t.State == WorkTaskState.Cancelled)
-                    {
-                        unfinishedAtTimeout++;
-                    }
-                }
-            }
+            total = _count;
         }
+
+        // Every task is final and counted by now: each done callback counts before it lets the gather finish.
+        int unfinishedAtTimeout = Volatile.Read(ref _cancelled);
 
         if (trigger is not null && !_options.ReturnExceptions)
         {
@@ -225,8 +247,10 @@ public sealed class Gatherer<T>
     }
 
     /// <summary>Awaits the gather and returns every task's value in input order (fail-fast).</summary>
+    /// <exception cref="InvalidOperationException">The gather releases settled tasks (<see cref="GatherOptions.ReleaseSettled"/>).</exception>
     public async Task<T[]> GetResultsAsync()
     {
+        ThrowIfReleasing(nameof(GetResultsAsync));
         await WhenAllAsync().ConfigureAwait(false);
         IReadOnlyList<WorkTask<T>> tasks = Tasks;
         var results = new T[tasks.Count];
@@ -253,8 +277,26 @@ public sealed class Gatherer<T>
         StopAll();
     }
 
+    private void ThrowIfReleasing(string member)
+    {
+        if (_options.ReleaseSettled)
+        {
+            throw new InvalidOperationException($"{member} is not available: this gather releases its tasks as they finish (ReleaseSettled).");
+        }
+    }
+
     private void OnTaskDone(WorkTask task)
     {
+        if (task.State == WorkTaskState.Cancelled)
+        {
+            Interlocked.Increment(ref _cancelled);
+        }
+
+        if (_options.ReleaseSettled && Interlocked.Increment(ref _doneSinceSweep) >= _sweepAt)
+        {
+            Sweep();
+        }
+
         bool stop = false;
         if (task.State != WorkTaskState.Completed && !_options.ReturnExceptions)
         {
@@ -276,6 +318,27 @@ public sealed class Gatherer<T>
         if (Interlocked.Decrement(ref _unfinished) == 0)
         {
             Finish();
+        }
+    }
+
+    /// <summary>
+    /// ReleaseSettled: drops the final tasks from the list. Run by the done callback that brings the
+    /// count of tasks ended since the last sweep to half the list (at least <see cref="MinSweep"/>),
+    /// so the gate is taken once per many tasks, each task is looked at a bounded number of times
+    /// however long the gather runs, and the list holds at most about twice the unfinished tasks.
+    /// </summary>
+    private void Sweep()
+    {
+        lock (_gate)
+        {
+            if (Volatile.Read(ref _doneSinceSweep) < _sweepAt)
+            {
+                return; // another thread swept meanwhile
+            }
+
+            Volatile.Write(ref _doneSinceSweep, 0);
+            _tasks.RemoveAll(static t => t.IsDone);
+            _sweepAt = Math.Max(MinSweep, _tasks.Count / 2);
         }
     }
 
@@ -307,6 +370,14 @@ public sealed class Gatherer<T>
 
     private void Finish()
     {
+        if (_options.ReleaseSettled)
+        {
+            lock (_gate)
+            {
+                _tasks.Clear(); // all final: nothing left to cancel
+            }
+        }
+
         _deadline?.Dispose();
         _deadline = null;
         _stop.Dispose(); // unregisters from the owner's token

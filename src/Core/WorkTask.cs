@@ -63,7 +63,7 @@ public abstract class WorkTask
     private DateTime? _startUtc;
     private DateTime? _endUtc;
 
-    private protected WorkTask(string? name, TaskStartOptions? options)
+    private protected WorkTask(string? name, TaskStartOptions? options, object? tag = null)
     {
         Id = Interlocked.Increment(ref s_lastId);
         _name = string.IsNullOrEmpty(name) ? null : name; // the default is built on first read
@@ -80,7 +80,7 @@ public abstract class WorkTask
         IsShielded = options?.Shielded ?? false;
         _startInline = options?.StartInline ?? false;
         _deferTimeout = options?.DeferTimeout ?? false;
-        Tag = options?.Tag;
+        Tag = tag ?? options?.Tag;
         CancellationToken parent = options?.CancellationToken ?? default;
         if (parent.CanBeCanceled && !IsShielded)
         {
@@ -490,8 +490,9 @@ public sealed class WorkTask<T> : WorkTask
     private Task<T>? _running;
     private T? _result;
 
-    internal WorkTask(Func<CancellationToken, Task<T>> work, string? name, TaskStartOptions? options)
-        : base(name, options)
+    /// <remarks><paramref name="tag"/>, when given, stands for the options' Tag: options can then be shared by many tasks.</remarks>
+    internal WorkTask(Func<CancellationToken, Task<T>> work, string? name, TaskStartOptions? options, object? tag = null)
+        : base(name, options, tag)
     {
         _work = work ?? throw new ArgumentNullException(nameof(work));
     }

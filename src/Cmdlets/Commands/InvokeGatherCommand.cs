@@ -21,19 +21,26 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     private const string ScriptBlockSet = "ScriptBlock";
     private const string TaskSet = "Task";
     private const int ProgressActivityId = 0x4147; // 'AG': distinct from the tasks' own progress bars
+    private const int ReportedPositions = 10; // cancelled items named in the warning
 
-    private readonly List<AsyncTask> _tasks = new();
-    private readonly InOrderBuffer<AsyncTask> _order = new();
-    private readonly Dictionary<AsyncTask, int> _positions = new();
-    private readonly HashSet<AsyncTask> _processed = new();
-    private readonly Dictionary<AsyncTask, int> _emitted = new();
+    // Only what can still matter to the call is kept per task: a task leaves these tables once its
+    // output is written (or, after a fail-fast stop, once it is done), so a long pipeline holds the
+    // tasks still running or waiting for their turn, not every task it ran (see Slot).
+    private readonly Dictionary<AsyncTask, Slot> _live = new();   // tasks not yet written, any order
+    private readonly Queue<AsyncTask> _unwritten = new();         // the same in input order (not with -AsCompleted)
+    private readonly InOrderBuffer<AsyncTask> _order = new();     // done tasks waiting for an earlier one
+    private readonly List<AsyncTask> _given = new();              // -Task: the tasks given, as given
+    private readonly List<int> _firstCancelled = new();           // the smallest positions of cancelled tasks (ReportUnfinished)
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private Gatherer<IReadOnlyList<PSObject>>? _gatherer;
     private ConcurrencyLimiter? _limiter;
     private ScriptBatch? _pipelineBatch;
     private AsyncTask? _halt;
     private AsyncTask? _firstFailure;
+    private int _count;      // tasks added: the next task's position
     private int _done;
+    private int _cancelled;  // tasks that ended Cancelled
+    private int _cancelledNeverStarted;
     private int _throttle;
     private bool _progressShown;
 
@@ -167,7 +174,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             foreach (AsyncTask task in Task)
             {
                 EnsureLocal(task);
-                _tasks.Add(task);
+                _given.Add(task);
             }
 
             return;
@@ -238,7 +245,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         CompleteBatches(); // workers leave as soon as the queue drains, ready for the next call
         Task all = gatherer.WhenAllAsync();
         Pump(all, OnTaskDone, ShowProgress);
-        CatchUp(_tasks);
+        CatchUp(DoneInInputOrder());
         CompleteProgress();
         try
         {
@@ -290,6 +297,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             TaskTimeout = BoundSeconds(nameof(TaskTimeout), TaskTimeout),
             StartInline = true, // the work only queues the item for a worker
             DeferTaskTimeout = true, // -TaskTimeout counts from when a worker starts the item
+            ReleaseSettled = true, // this cmdlet keeps what it still needs of each task itself
         },
         PipelineStopToken);
 
@@ -297,11 +305,10 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     {
         var task = new AsyncTask(batch, input, hasInput, ArgumentList ?? Array.Empty<object>(), CurrentRunspaceId)
         {
-            Index = _tasks.Count,
+            Index = _count,
         };
         task.SetParent(Worker.OnThisThread?.Current); // a gather inside a task: part of that task's tree
-        _positions[task] = _tasks.Count;
-        _tasks.Add(task);
+        Track(task);
         Own(task);
         task.AttachSink(Sink);
         if (AsCompleted || task.Index == _order.NextIndex)
@@ -311,6 +318,16 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
 
         task.Bind(Gatherer.Add(task.ExecuteAsync, tag: task));
         NotifyWhenDone(task);
+    }
+
+    /// <summary>Starts keeping track of <paramref name="task"/> at the next position.</summary>
+    private void Track(AsyncTask task)
+    {
+        _live.Add(task, new Slot(_count++));
+        if (!AsCompleted)
+        {
+            _unwritten.Enqueue(task);
+        }
     }
 
     /// <summary>
@@ -329,38 +346,88 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         }
     }
 
+    /// <summary>The finished tasks whose completion notice was not handled yet, in input order.</summary>
+    private List<AsyncTask> DoneInInputOrder() =>
+        _live.Where(e => !e.Value.Processed && e.Key.IsDone).OrderBy(e => e.Value.Position).Select(e => e.Key).ToList();
+
     /// <summary>Releases a finished task's output in input order (or at once with -AsCompleted).</summary>
     private void OnTaskDone(AsyncTask task)
     {
-        if (!_processed.Add(task))
+        if (!_live.TryGetValue(task, out Slot? slot) || slot.Processed)
         {
-            return; // already handled by CatchUp
+            return; // already handled (by CatchUp, or written and let go)
         }
 
+        slot.Processed = true;
         _done++;
         if (_firstFailure is null && task.State != WorkTaskState.Completed)
         {
             _firstFailure = task;
         }
 
+        if (task.State == WorkTaskState.Cancelled)
+        {
+            CountCancelled(task, slot.Position);
+        }
+
         if (AsCompleted)
         {
-            Emit(task);
+            LetGo(task);
+            Emit(task, slot);
             return;
         }
 
-        _order.Put(_positions[task], task);
+        _order.Put(slot.Position, task);
+        bool moved = false;
         while (_order.TryTake(out AsyncTask next))
         {
-            Emit(next);
+            _ = _unwritten.Dequeue(); // next, always: both are in input order
+            Slot taken = _live[next];
+            LetGo(next);
+            Emit(next, taken);
+            moved = true;
         }
 
         // The new head of the order may already have written something: it streams from now on.
         // Its output is written through the queue, after the stream records it posted before
         // writing it (written here at once, it overtook its own queued verbose and warning records).
-        if (_order.NextIndex < _tasks.Count)
+        // A head that did not change was told already: its own output posts its notices.
+        if (moved && _unwritten.Count > 0)
         {
-            _tasks[_order.NextIndex].PostOutputNotice(Sink);
+            _unwritten.Peek().PostOutputNotice(Sink);
+        }
+    }
+
+    /// <summary>
+    /// Forgets a task whose output is written (or never will be, after a fail-fast stop): nothing
+    /// the call still does needs it, and whoever holds the AsyncTask still has all of it.
+    /// </summary>
+    private void LetGo(AsyncTask task)
+    {
+        _live.Remove(task);
+        if (ParameterSetName != TaskSet)
+        {
+            ReleasedOwned();
+        }
+    }
+
+    /// <summary>Counts a cancelled task for <see cref="ReportUnfinished"/>, keeping the ten smallest positions.</summary>
+    private void CountCancelled(AsyncTask task, int position)
+    {
+        _cancelled++;
+        if (task.StartTime is null)
+        {
+            _cancelledNeverStarted++;
+        }
+
+        if (_firstCancelled.Count < ReportedPositions || position < _firstCancelled[_firstCancelled.Count - 1])
+        {
+            int at = _firstCancelled.BinarySearch(position);
+            _firstCancelled.Insert(at < 0 ? ~at : at, position);
+            if (_firstCancelled.Count > ReportedPositions)
+            {
+                _firstCancelled.RemoveAt(ReportedPositions);
+            }
         }
     }
 
@@ -370,25 +437,24 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     /// </summary>
     internal override void OnTaskOutput(AsyncTask task, OutputNotice? notice)
     {
-        if (_halt is null && _positions.TryGetValue(task, out int position) && (AsCompleted || position == _order.NextIndex))
+        if (_halt is null && _live.TryGetValue(task, out Slot? slot) && (AsCompleted || slot.Position == _order.NextIndex))
         {
-            WriteNewOutput(task, notice);
+            WriteNewOutput(task, slot, notice);
         }
     }
 
     /// <summary>Writes the task's output not written yet: all of it, or what <paramref name="notice"/> releases.</summary>
-    private void WriteNewOutput(AsyncTask task, OutputNotice? notice = null)
+    private void WriteNewOutput(AsyncTask task, Slot slot, OutputNotice? notice = null)
     {
-        _emitted.TryGetValue(task, out int written);
-        List<PSObject> items = task.OutputFrom(written, notice);
-        _emitted[task] = written + items.Count;
+        List<PSObject> items = task.OutputFrom(slot.Written, notice);
+        slot.Written += items.Count;
         foreach (PSObject item in items)
         {
             WriteObject(item);
         }
     }
 
-    private void Emit(AsyncTask task)
+    private void Emit(AsyncTask task, Slot slot)
     {
         if (_halt is not null)
         {
@@ -397,7 +463,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
 
         if (task.State == WorkTaskState.Completed)
         {
-            WriteNewOutput(task);
+            WriteNewOutput(task, slot);
         }
         else if (ReturnExceptions)
         {
@@ -419,8 +485,8 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             return; // every item was already emitted at its position
         }
 
-        var cancelled = _tasks.Where(t => t.State == WorkTaskState.Cancelled).ToList();
-        if (cancelled.Count == 0)
+        // Every task is done and counted by now (FinishGather caught up with them all).
+        if (_cancelled == 0)
         {
             return;
         }
@@ -431,9 +497,9 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             CultureInfo.CurrentCulture,
             "Invoke-Gather stopped because {0}: {1} task(s) were cancelled ({2} of them never started): {3}",
             reason,
-            cancelled.Count,
-            cancelled.Count(t => t.StartTime is null),
-            string.Join(", ", cancelled.Take(10).Select(t => "#" + t.Index.ToString(CultureInfo.InvariantCulture))) + (cancelled.Count > 10 ? ", …" : string.Empty)));
+            _cancelled,
+            _cancelledNeverStarted,
+            string.Join(", ", _firstCancelled.Select(p => "#" + p.ToString(CultureInfo.InvariantCulture))) + (_cancelled > ReportedPositions ? ", …" : string.Empty)));
     }
 
     private void ShowProgress()
@@ -443,8 +509,8 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             return;
         }
 
-        int total = _tasks.Count;
-        int running = Math.Min(_throttle, _tasks.Count(t => t.State == WorkTaskState.Running));
+        int total = _count;
+        int running = Math.Min(_throttle, _live.Keys.Count(t => t.State == WorkTaskState.Running)); // a task not tracked is done
         int queued = Math.Max(0, total - _done - running);
         var record = new ProgressRecord(ProgressActivityId, "Invoke-Gather", $"{_done} done, {running} running, {queued} queued")
         {
@@ -477,25 +543,23 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     private void GatherGivenTasks()
     {
         var distinct = new HashSet<AsyncTask>();
-        List<AsyncTask> given = _tasks.Where(distinct.Add).ToList();
+        List<AsyncTask> given = _given.Where(distinct.Add).ToList();
         if (given.Count == 0)
         {
             ThrowArgumentError("No tasks were given to gather.", null);
         }
 
-        _tasks.Clear();
         foreach (AsyncTask task in given)
         {
-            _positions[task] = _tasks.Count;
-            _tasks.Add(task);
+            Track(task);
         }
 
         try
         {
-            foreach (AsyncTask task in _tasks)
+            foreach (AsyncTask task in given)
             {
                 task.AttachSink(Sink);
-                if (AsCompleted || _positions[task] == 0)
+                if (AsCompleted || _live[task].Position == 0)
                 {
                     // What it wrote before this call, behind the records it wrote before this call
                     // (AttachSink just queued them); later output comes with notices of its own.
@@ -506,7 +570,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             }
 
             Task<WaitOutcome> wait = AsyncOps.WaitAsync(
-                _tasks.Select(t => (WorkTask)t.Work).ToList(),
+                given.Select(t => (WorkTask)t.Work).ToList(),
                 ReturnExceptions ? ReturnWhen.AllCompleted : ReturnWhen.FirstException,
                 TimeoutSpan,
                 PipelineStopToken);
@@ -524,7 +588,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
 
             CatchUp(outcome.Done.Select(w => (AsyncTask)w.Tag!));
 
-            ReleaseTasks(_tasks, drain: true);
+            ReleaseTasks(given, drain: true);
             if (_firstFailure is not null && !ReturnExceptions)
             {
                 ThrowTerminatingError(ErrorHelper.ForTask(_firstFailure));
@@ -533,13 +597,28 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             if (outcome.TimedOut)
             {
                 ThrowTerminatingError(ErrorHelper.Timeout(
-                    new TimeoutException($"{outcome.Pending.Count} of {_tasks.Count} task(s) did not complete within {Timeout:0.###} s; they were left running."),
+                    new TimeoutException($"{outcome.Pending.Count} of {given.Count} task(s) did not complete within {Timeout:0.###} s; they were left running."),
                     outcome.Pending.Select(w => w.Tag).ToArray()));
             }
         }
         finally
         {
-            ReleaseTasks(_tasks, drain: false);
+            ReleaseTasks(given, drain: false);
         }
+    }
+
+    /// <summary>What the call keeps of a task until its output is written.</summary>
+    private sealed class Slot
+    {
+        public Slot(int position) => Position = position;
+
+        /// <summary>Its position in the input.</summary>
+        public int Position { get; }
+
+        /// <summary>How many of its output objects were already written (it streams while at the head).</summary>
+        public int Written { get; set; }
+
+        /// <summary>Its completion was handled (it may still wait for an earlier task).</summary>
+        public bool Processed { get; set; }
     }
 }
