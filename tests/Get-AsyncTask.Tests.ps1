@@ -63,11 +63,16 @@ Describe 'Get-AsyncTask' {
     }
 
     It 'does not keep a finished task alive once the caller drops it' {
+        # Held here until the first check: the session holds a finished task only weakly, so a
+        # collection between the call and the check (any allocation may trigger one) dropped it.
+        $holder = @{}
         & {
             $t = Start-AsyncTask { 1 } -Name 'gc-probe-task'
             $null = Wait-AsyncGroup $t
+            $holder.Task = $t
         }
         Get-AsyncTask -Name 'gc-probe-task' -ErrorAction SilentlyContinue | Should -Not -BeNullOrEmpty -Because 'a finished task is listed until it is collected'
+        $holder.Clear()
 
         [GC]::Collect()
         [GC]::WaitForPendingFinalizers()
