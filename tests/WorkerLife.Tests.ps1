@@ -141,7 +141,9 @@ foreach ($i in 1..60) {
 '@ -TimeoutSeconds 150
         $child.TimedOut | Should -BeFalse
         $child.ErrorText | Should -BeNullOrEmpty
-        $child.Output | Should -Be @('most=4')
+        # At most the largest throttle; fewer when a worker takes several of the trivial items
+        # before the others open (a worker now spins briefly for the next item).
+        $child.Output | Should -Match '^most=[1-4]$'
     }
 }
 
