@@ -29,7 +29,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     // Every task the cmdlet created and has not let go of, in creation order (ShutdownOwned cancels in
     // that order). Finished tasks the cmdlet no longer needs are swept out now and then (ReleasedOwned).
     private readonly List<AsyncTask> _owned = new();
-    private int _releasedSinceSweep;
+    private readonly SweepSchedule _ownedSweeps = new();
     private readonly List<ScriptBatch> _batches = new();
     private readonly QueueSink _sink;
     private readonly Action<WorkTask> _postDone; // one delegate per cmdlet, not one per task
@@ -84,21 +84,23 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
 
     /// <summary>
     /// An owned task is finished and the cmdlet needs it no more: <see cref="ShutdownOwned"/> has
-    /// nothing to do for it, so a long call need not keep it. Amortised: finished tasks are swept
-    /// out once as many were released as half the list holds (at least 64), so each is looked at a
-    /// bounded number of times and the list holds about twice the tasks still unfinished.
+    /// nothing to do for it, so a long call need not keep it. Amortised (<see cref="SweepSchedule"/>):
+    /// finished tasks are swept out once per many releases.
     /// </summary>
     internal void ReleasedOwned()
     {
+        if (!_ownedSweeps.Released())
+        {
+            return;
+        }
+
         lock (_owned)
         {
-            if (++_releasedSinceSweep < Math.Max(64, _owned.Count / 2))
+            if (_ownedSweeps.TryBegin())
             {
-                return;
+                _owned.RemoveAll(static t => t.IsDone);
+                _ownedSweeps.Swept(_owned.Count);
             }
-
-            _releasedSinceSweep = 0;
-            _owned.RemoveAll(static t => t.IsDone);
         }
     }
 

@@ -50,9 +50,6 @@ public sealed class GatherOptions
 /// </remarks>
 public sealed class Gatherer<T>
 {
-    // Fewest final tasks worth a sweep (ReleaseSettled): fewer, and sweeping costs more than it frees.
-    private const int MinSweep = 64;
-
     private readonly object _gate = new();
     // Every task in input order; with ReleaseSettled only those not yet final (and a few final
     // ones until the next sweep), in input order still.
@@ -68,8 +65,7 @@ public sealed class Gatherer<T>
     private int _unfinished = 1;
     private int _count;     // tasks added, under the gate
     private int _cancelled; // tasks that ended Cancelled (Interlocked, from done callbacks)
-    private int _doneSinceSweep; // ReleaseSettled: tasks ended since the list was last swept (Interlocked)
-    private volatile int _sweepAt = MinSweep;
+    private readonly SweepSchedule _sweeps = new(); // ReleaseSettled: when to drop the final tasks from the list
     private bool _sealed;
     private volatile bool _timedOut; // read on every pipeline input: never under the gate
     private WorkTask<T>? _trigger;
@@ -292,7 +288,7 @@ public sealed class Gatherer<T>
             Interlocked.Increment(ref _cancelled);
         }
 
-        if (_options.ReleaseSettled && Interlocked.Increment(ref _doneSinceSweep) >= _sweepAt)
+        if (_options.ReleaseSettled && _sweeps.Released())
         {
             Sweep();
         }
@@ -322,23 +318,20 @@ public sealed class Gatherer<T>
     }
 
     /// <summary>
-    /// ReleaseSettled: drops the final tasks from the list. Run by the done callback that brings the
-    /// count of tasks ended since the last sweep to half the list (at least <see cref="MinSweep"/>),
-    /// so the gate is taken once per many tasks, each task is looked at a bounded number of times
-    /// however long the gather runs, and the list holds at most about twice the unfinished tasks.
+    /// ReleaseSettled: drops the final tasks from the list, when <see cref="SweepSchedule"/> says so
+    /// (the gate is taken once per many tasks; the list holds about twice the unfinished tasks).
     /// </summary>
     private void Sweep()
     {
         lock (_gate)
         {
-            if (Volatile.Read(ref _doneSinceSweep) < _sweepAt)
+            if (!_sweeps.TryBegin())
             {
                 return; // another thread swept meanwhile
             }
 
-            Volatile.Write(ref _doneSinceSweep, 0);
             _tasks.RemoveAll(static t => t.IsDone);
-            _sweepAt = Math.Max(MinSweep, _tasks.Count / 2);
+            _sweeps.Swept(_tasks.Count);
         }
     }
 
