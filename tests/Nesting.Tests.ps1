@@ -1,5 +1,15 @@
 BeforeAll {
     . (Join-Path $PSScriptRoot 'common.ps1')
+
+    function Get-NestedGroupFailure {
+        <# The error of a group (Outer) whose task (Middle) opens a group (Inner) whose task (Leaf) throws 'deep'. #>
+        try {
+            Start-TaskGroup -Name Outer {
+                $null = Start-AsyncTask -Name Middle { Start-TaskGroup -Name Inner { $null = Start-AsyncTask -Name Leaf { throw 'deep' } } }
+            }
+        }
+        catch { $_ }
+    }
 }
 
 # Nested structured concurrency (issue 10): tasks that gather, start tasks and open task groups.
@@ -407,13 +417,7 @@ Invoke-Gather ([scriptblock]::Create($Signal.Tree))
         }
 
         It 'gives a nested Start-TaskGroup''s failure to the outer group as a nested aggregate' {
-            $err = $null
-            try {
-                Start-TaskGroup -Name Outer {
-                    $null = Start-AsyncTask -Name Middle { Start-TaskGroup -Name Inner { $null = Start-AsyncTask -Name Leaf { throw 'deep' } } }
-                }
-            }
-            catch { $err = $_ }
+            $err = Get-NestedGroupFailure
             $err | Should -Not -BeNullOrEmpty
             $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskGroupFailed,AsyncGroup.Commands.StartTaskGroupCommand'
             $outer = $err.Exception
@@ -455,13 +459,7 @@ Invoke-Gather ([scriptblock]::Create($Signal.Tree))
         }
 
         It 'lists a nested group''s tasks in the nested aggregate' {
-            $err = $null
-            try {
-                Start-TaskGroup -Name Outer {
-                    $null = Start-AsyncTask -Name Middle { Start-TaskGroup -Name Inner { $null = Start-AsyncTask -Name Leaf { throw 'deep' } } }
-                }
-            }
-            catch { $err = $_ }
+            $err = Get-NestedGroupFailure
             @($err.Exception.Tasks).Name | Should -Be 'Middle'
             @($err.Exception.InnerExceptions[0].Tasks).Name | Should -Be 'Leaf'
             @($err.Exception.InnerExceptions[0].Tasks)[0].Parent.Name | Should -Be 'Middle'
