@@ -68,6 +68,7 @@ internal sealed partial class Worker
         ScriptPlan plan = _batch!.Plan;
         WorkerSettings settings = plan.Settings;
         _session = session;
+        _errors = session.PSVariable.GetValue("Error") as ArrayList;
         _driverFrames = TaskErrorPosition.FrameCount(Runspace); // below the initialization script
         _loopFrames = 0;
         foreach (var preference in settings.Preferences)
@@ -197,7 +198,7 @@ internal sealed partial class Worker
 
     private void ResetBetweenItems(SessionState session, WorkerSettings settings)
     {
-        ClearErrors(session);
+        ClearErrors();
 
         // Compared as a PowerShell path, the location set for the call: asking for the provider
         // path looks the drive up, which on Unix reads the mount table — that was half of what a

@@ -64,8 +64,7 @@ internal sealed partial class Worker
     private string? _bodyText; // set when the batch runs on the fast loop
     private bool _drained;
     private bool _priming; // see Priming; set before the driver starts, cleared by EndBatch on its thread
-    private ArrayList? _errors; // $Error while _errorsOf runs (see ErrorList)
-    private ScriptBatch? _errorsOf;
+    private ArrayList? _errors; // the session's $Error list, looked up by Prepare once per batch (see ClearErrors)
     private int _driverFrames;
     private int _loopFrames;
 
@@ -231,7 +230,7 @@ internal sealed partial class Worker
             {
                 // A task that runs no command and calls no method cannot move the location: only
                 // what it may have added to $Error is cleared.
-                ClearErrors(_session!);
+                ClearErrors();
             }
             else
             {
@@ -257,30 +256,18 @@ internal sealed partial class Worker
         }
     }
 
-    /// <summary>Empties <c>$Error</c> between items (the next task starts with none).</summary>
-    private void ClearErrors(SessionState session)
+    /// <summary>
+    /// Empties <c>$Error</c> between items (the next task starts with none). The list is the one
+    /// Prepare looked up for the batch: a variable lookup by name per item was a noticeable part of
+    /// a trivial item's cost, and within a batch <c>$Error</c> (a constant) always holds the same
+    /// list; a reset between batches may replace it.
+    /// </summary>
+    private void ClearErrors()
     {
-        if (ErrorList(session) is { Count: > 0 } errors)
+        if (_errors is { Count: > 0 } errors)
         {
             errors.Clear();
         }
-    }
-
-    /// <summary>
-    /// The session's <c>$Error</c> list, looked up once per batch: a variable lookup by name per item
-    /// was a noticeable part of a trivial item's cost, and within a batch <c>$Error</c> (a constant)
-    /// always holds the same list. Looked up again for the next batch: a reset in between may
-    /// replace it.
-    /// </summary>
-    private ArrayList? ErrorList(SessionState session)
-    {
-        if (_errorsOf is null || !ReferenceEquals(_errorsOf, _batch))
-        {
-            _errors = session.PSVariable.GetValue("Error") as ArrayList;
-            _errorsOf = _batch;
-        }
-
-        return _errors;
     }
 
     /// <summary>The input of the task being run (bound to <c>$_</c>), or null.</summary>
