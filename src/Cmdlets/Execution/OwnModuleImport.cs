@@ -35,9 +35,6 @@ internal sealed class OwnModuleImport
 
     private OwnModuleImport(string path) => _path = path;
 
-    /// <summary>The cmdlets the module exports (what a lookup must name to import it).</summary>
-    internal static IReadOnlyCollection<string> Commands => s_commands;
-
     /// <summary>Hooks a newly opened worker runspace (before its driver starts).</summary>
     internal static OwnModuleImport Install(Runspace runspace, string path)
     {
@@ -53,7 +50,7 @@ internal sealed class OwnModuleImport
     internal void Forget() => Volatile.Write(ref _imported, 0);
 
     /// <summary>True when a lookup of <paramref name="name"/> may find one of AsyncGroup's commands.</summary>
-    internal static bool Names(string? name)
+    private static bool Names(string? name)
     {
         if (string.IsNullOrEmpty(name))
         {
