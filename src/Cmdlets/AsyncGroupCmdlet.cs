@@ -1,5 +1,4 @@
 using System;
-using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
@@ -25,7 +24,7 @@ namespace AsyncGroup.Commands;
 public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
 {
     private readonly CancellationTokenSource _stop = new();
-    private readonly BlockingCollection<StreamMessage> _queue = new();
+    private readonly MessageQueue<StreamMessage> _queue = new();
     // Every task the cmdlet created and has not let go of, in creation order (ShutdownOwned cancels in
     // that order). Finished tasks the cmdlet no longer needs are swept out now and then (ReleasedOwned).
     private readonly List<AsyncTask> _owned = new();
@@ -371,10 +370,10 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
 
     private sealed class QueueSink : IStreamSink
     {
-        private readonly BlockingCollection<StreamMessage> _queue;
+        private readonly MessageQueue<StreamMessage> _queue;
 
-        public QueueSink(BlockingCollection<StreamMessage> queue) => _queue = queue;
+        public QueueSink(MessageQueue<StreamMessage> queue) => _queue = queue;
 
-        public void Post(StreamMessage message) => _queue.Add(message);
+        public void Post(StreamMessage message) => _queue.Post(message);
     }
 }
