@@ -32,6 +32,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     private readonly List<AsyncTask> _given = new();              // -Task: the tasks given, as given
     private readonly List<int> _firstCancelled = new();           // the smallest positions of cancelled tasks (ReportUnfinished)
     private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private readonly Action<AsyncTask> _onTaskDone; // OnTaskDone as one delegate, not one per input
     private Gatherer<IReadOnlyList<PSObject>>? _gatherer;
     private ConcurrencyLimiter? _limiter;
     private ScriptBatch? _pipelineBatch;
@@ -43,6 +44,9 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     private int _cancelledNeverStarted;
     private int _throttle;
     private bool _progressShown;
+
+    /// <summary>Creates the cmdlet.</summary>
+    public InvokeGatherCommand() => _onTaskDone = OnTaskDone;
 
     /// <summary>The script blocks to run concurrently, or with pipeline input the one script block run for each object.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = ScriptBlockSet)]
@@ -197,7 +201,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             }
 
             AddTask(_pipelineBatch!, InputObject, hasInput: true);
-            DrainAvailable(OnTaskDone);
+            DrainAvailable(_onTaskDone);
         }
     }
 
@@ -244,7 +248,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         gatherer.Seal();
         CompleteBatches(); // workers leave as soon as the queue drains, ready for the next call
         Task all = gatherer.WhenAllAsync();
-        Pump(all, OnTaskDone, ShowProgress);
+        Pump(all, _onTaskDone, ShowProgress);
         CatchUp(DoneInInputOrder());
         CompleteProgress();
         try
@@ -336,7 +340,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     /// </summary>
     private void CatchUp(IEnumerable<AsyncTask> finished)
     {
-        DrainAvailable(OnTaskDone);
+        DrainAvailable(_onTaskDone);
         foreach (AsyncTask task in finished)
         {
             if (task.IsDone)
@@ -391,8 +395,9 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         // The new head of the order may already have written something: it streams from now on.
         // Its output is written through the queue, after the stream records it posted before
         // writing it (written here at once, it overtook its own queued verbose and warning records).
-        // A head that did not change was told already: its own output posts its notices.
-        if (moved && _unwritten.Count > 0)
+        // A head that did not change was told already: its own output posts its notices. A head
+        // that is done needs no notice: its completion, queued behind its records, writes it all.
+        if (moved && _unwritten.Count > 0 && !_unwritten.Peek().IsDone)
         {
             _unwritten.Peek().PostOutputNotice(Sink);
         }
@@ -574,7 +579,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
                 ReturnExceptions ? ReturnWhen.AllCompleted : ReturnWhen.FirstException,
                 TimeoutSpan,
                 PipelineStopToken);
-            Pump(wait, OnTaskDone);
+            Pump(wait, _onTaskDone);
 
             WaitOutcome outcome;
             try

@@ -24,7 +24,7 @@ internal sealed partial class Worker
         $__ag_args = $__ag.Arguments
         do { try { & $__ag_body @__ag_args } catch { $__ag.Fail($_) } } while ($false)
     }
-} | & { process { $__ag.Out($_) } }";
+} | & { begin { $__ag_sink = $__ag } process { $__ag_sink.Out($_) } }";
 
     // The same for a script block with a process block: each task runs the whole block (begin,
     // process, end — as ForEach-Object -Parallel does), with its input piped in so that the
@@ -41,7 +41,7 @@ internal sealed partial class Worker
             catch { $__ag.Fail($_) }
         } while ($false)
     }
-} | & { process { $__ag.Out($_) } }";
+} | & { begin { $__ag_sink = $__ag } process { $__ag_sink.Out($_) } }";
 
     // The per-task loop for a plain script block in the driver's language mode, the common case:
     // a script cmdlet whose C# loop (RunTasks) runs each task's script block through its command
@@ -49,7 +49,7 @@ internal sealed partial class Worker
     // '& $__ag_body' above without a pipeline (and its command set-up and logging) per task. The
     // '$__ag_' names mark these lines as the driver's in error positions.
     private const string FastTaskLoopScript = @"param($__ag_body)
-& { [CmdletBinding()] param() $__ag_loop = $PSCmdlet; $__ag.RunTasks($__ag_loop) } | & { process { $__ag.Out($_) } }";
+& { [CmdletBinding()] param() $__ag_loop = $PSCmdlet; $__ag.RunTasks($__ag_loop) } | & { begin { $__ag_sink = $__ag } process { $__ag_sink.Out($_) } }";
 
     private static readonly List<PSVariable> s_noVariables = new();
 
