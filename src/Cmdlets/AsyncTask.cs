@@ -47,6 +47,15 @@ public sealed class AsyncTask
     private static int s_lastHash;
     // One delegate for every task: the Core task of an AsyncTask carries it as its Tag.
     private static readonly Action<WorkTask> s_onDone = static w => ((AsyncTask)w.Tag!).OnDone();
+    // Cancelling a task that was queued takes it out of its batch's queue, or stops its worker.
+    private static readonly Action<object?> s_onCancel = static s =>
+    {
+        var task = (AsyncTask)s!;
+        if (Volatile.Read(ref task._queued) != 0)
+        {
+            task.Batch.Cancel(task);
+        }
+    };
     private readonly int _hash = Interlocked.Increment(ref s_lastHash);
 
     internal AsyncTask(ScriptBatch batch, object? input, bool hasInput, object?[] arguments, Guid ownerRunspaceId)
@@ -218,6 +227,7 @@ public sealed class AsyncTask
     {
         Volatile.Write(ref _work, work);
         work.AddDoneCallback(s_onDone);
+        work.OnCancelRequested(s_onCancel, this); // at once if it was cancelled while being queued
         if (Volatile.Read(ref _runStarted) == 1)
         {
             work.StartTimeout();
@@ -275,13 +285,19 @@ public sealed class AsyncTask
     /// <summary>
     /// Asks for output notices (see <see cref="RequestOutputNotices"/>) and posts one to
     /// <paramref name="sink"/> for the output written so far — only that: what the task writes
-    /// later comes with notices of its own, behind the records it posts meanwhile.
+    /// later comes with notices of its own, behind the records it posts meanwhile. A task that has
+    /// written nothing yet posts nothing (a gather asks this of each new head of its order).
     /// </summary>
     internal void PostOutputNotice(IStreamSink sink)
     {
         lock (_gate)
         {
             _wantsOutputNotices = true;
+            if (_output.Count == 0 && _pendingNotice is null)
+            {
+                return; // nothing to release yet: its first output posts the notice (AddOutput)
+            }
+
             sink.Post(new StreamMessage(StreamKind.TaskOutput, new OutputNotice { Limit = _output.Count }, this));
         }
     }

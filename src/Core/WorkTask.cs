@@ -40,6 +40,9 @@ public abstract class WorkTask
     private readonly TaskCompletionSource<WorkTask> _completion =
         new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _cts = new();
+    private Action<object?>? _cancelHandler; // see OnCancelRequested
+    private object? _cancelHandlerState;
+    private int _cancelHandled;
     private readonly ConcurrencyLimiter? _limiter;
     private readonly TimeSpan? _timeout;
     private CancellationTokenRegistration _parentRegistration;
@@ -48,10 +51,11 @@ public abstract class WorkTask
     private Task? _slot;
     private readonly bool _startInline;
     private readonly bool _deferTimeout;
-    // Done callbacks in registration order: the first in a field, any later ones in a list, so the
-    // common case (one callback: the gather's or the group's) allocates no list per task.
+    // Done callbacks in registration order, linked through their entries: a task of a gather has
+    // three (the gather's, its cmdlet task's and its cmdlet's), and a list of them cost two more
+    // allocations per pipeline input.
     private DoneCallback? _firstCallback;
-    private List<DoneCallback>? _moreCallbacks;
+    private DoneCallback? _lastCallback;
     private bool _callbacksTaken;
     private int _state;
     private int _cancelCause;
@@ -162,15 +166,16 @@ public abstract class WorkTask
         {
             if (!_callbacksTaken)
             {
-                if (_firstCallback is null && _moreCallbacks is null)
+                if (_lastCallback is null)
                 {
                     _firstCallback = entry;
                 }
                 else
                 {
-                    (_moreCallbacks ??= new List<DoneCallback>()).Add(entry);
+                    _lastCallback.Next = entry;
                 }
 
+                _lastCallback = entry;
                 return entry;
             }
         }
@@ -365,13 +370,61 @@ public abstract class WorkTask
             RaiseCallbackFailed(ex);
         }
 
+        RunCancelHandler();
         return true;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="handler"/> once when cancellation is requested (at once when it already
+    /// was), as a registration on <see cref="CancellationToken"/> would, without the registration:
+    /// the executor sets one per task it queues, and a token registration cost two allocations and
+    /// a registration per pipeline input. One handler per task; a second call is refused.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A handler was set already.</exception>
+    internal void OnCancelRequested(Action<object?> handler, object? state)
+    {
+        if (handler is null)
+        {
+            throw new ArgumentNullException(nameof(handler));
+        }
+
+        _cancelHandlerState = state;
+
+        // A full fence before the check: either RequestCancel (which cancels the token, then reads
+        // the handler) sees this handler, or this check sees its cancellation; both may, and
+        // _cancelHandled lets one of them run it.
+        if (Interlocked.CompareExchange(ref _cancelHandler, handler, null) is not null)
+        {
+            throw new InvalidOperationException("The task already has a cancellation handler.");
+        }
+
+        if (_cts.IsCancellationRequested)
+        {
+            RunCancelHandler();
+        }
+    }
+
+    private void RunCancelHandler()
+    {
+        Action<object?>? handler = Volatile.Read(ref _cancelHandler);
+        if (handler is null || Interlocked.Exchange(ref _cancelHandled, 1) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            handler(_cancelHandlerState);
+        }
+        catch (Exception ex)
+        {
+            RaiseCallbackFailed(ex); // as a throwing token registration: the request itself stands
+        }
     }
 
     private void TryFinish(WorkTaskState final, Exception? error, bool setResult, bool onlyIfPending = false)
     {
         DoneCallback? first;
-        List<DoneCallback>? more;
         lock (_gate)
         {
             if (IsFinal(State) || (onlyIfPending && State != WorkTaskState.Pending))
@@ -388,26 +441,20 @@ public abstract class WorkTask
             _endUtc = DateTime.UtcNow;
             Volatile.Write(ref _state, (int)final);
             first = _firstCallback;
-            more = _moreCallbacks;
             _firstCallback = null;
-            _moreCallbacks = null;
+            _lastCallback = null;
             _callbacksTaken = true;
         }
 
         _completion.TrySetResult(this);
-        if (first is not null && first.TryClaim())
-        {
-            InvokeSafely(first.Callback);
-        }
 
-        if (more is not null)
+        // Taken off the task, the chain is only read from here on: a callback that unregisters
+        // itself or another (Dispose) only claims its entry, so the walk skips it.
+        for (DoneCallback? entry = first; entry is not null; entry = entry.Next)
         {
-            foreach (DoneCallback entry in more)
+            if (entry.TryClaim())
             {
-                if (entry.TryClaim())
-                {
-                    InvokeSafely(entry.Callback);
-                }
+                InvokeSafely(entry.Callback);
             }
         }
 
@@ -447,13 +494,31 @@ public abstract class WorkTask
     {
         lock (_gate)
         {
-            if (ReferenceEquals(_firstCallback, entry))
+            // Unlinked while the task still holds its chain (once taken, the chain is walked
+            // without the gate and a claimed entry is skipped). A chain is a handful of entries.
+            DoneCallback? previous = null;
+            for (DoneCallback? node = _firstCallback; node is not null; previous = node, node = node.Next)
             {
-                _firstCallback = null;
-            }
-            else
-            {
-                _moreCallbacks?.Remove(entry);
+                if (!ReferenceEquals(node, entry))
+                {
+                    continue;
+                }
+
+                if (previous is null)
+                {
+                    _firstCallback = node.Next;
+                }
+                else
+                {
+                    previous.Next = node.Next;
+                }
+
+                if (ReferenceEquals(_lastCallback, node))
+                {
+                    _lastCallback = previous;
+                }
+
+                return;
             }
         }
     }
@@ -470,6 +535,9 @@ public abstract class WorkTask
         }
 
         public Action<WorkTask> Callback { get; }
+
+        /// <summary>The entry registered after this one (written under the task's gate).</summary>
+        public DoneCallback? Next { get; set; }
 
         public bool TryClaim() => Interlocked.Exchange(ref _claimed, 1) == 0;
 

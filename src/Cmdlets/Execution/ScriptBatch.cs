@@ -48,11 +48,21 @@ internal sealed class ScriptBatch
         AnnounceIfDrained();
     }
 
-    /// <summary>Queues a task whose Core work just started; it is cancelled through <paramref name="cancellationToken"/>.</summary>
+    /// <summary>
+    /// Queues a task whose Core work just started (<paramref name="cancellationToken"/> is its
+    /// token). A later cancellation calls <see cref="Cancel"/> through the task's handler.
+    /// </summary>
     public void Enqueue(AsyncTask task, CancellationToken cancellationToken)
     {
         bool spawn = _queue.Enqueue(task);
-        cancellationToken.Register(static s => ((AsyncTask)s!).Batch.Cancel((AsyncTask)s!), task);
+
+        // Later requests reach the task through its Core task's cancellation handler (set when the
+        // task is bound: see AsyncTask.Bind); one made while it was being queued is honoured here.
+        if (cancellationToken.IsCancellationRequested)
+        {
+            Cancel(task);
+        }
+
         if (spawn)
         {
             StartWorker();
@@ -259,7 +269,7 @@ internal sealed class ScriptBatch
     }
 
     /// <summary>Cancels a task wherever it is: still queued, or running on a worker.</summary>
-    private void Cancel(AsyncTask task)
+    internal void Cancel(AsyncTask task)
     {
         if (_queue.TryRemove(task))
         {

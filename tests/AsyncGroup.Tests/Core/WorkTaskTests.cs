@@ -299,6 +299,127 @@ public class WorkTaskTests
     }
 
     [Fact]
+    public async Task Registration_order_holds_when_the_last_callback_was_removed()
+    {
+        TaskCompletionSource started = NewGate(), release = NewGate();
+        var t = WorkTask<int>.Run(SignalThenWait(started, release, 1));
+        var order = new List<string>();
+        var last = NewGate();
+        t.AddDoneCallback(_ => order.Add("a"));
+        IDisposable b = t.AddDoneCallback(_ => order.Add("b"));
+        b.Dispose(); // the newest entry: the next one must follow "a", not the removed "b"
+        IDisposable c = t.AddDoneCallback(_ => order.Add("c"));
+        IDisposable d = t.AddDoneCallback(_ => order.Add("d"));
+        d.Dispose();
+        c.Dispose(); // the newest two, newest first
+        t.AddDoneCallback(_ =>
+        {
+            order.Add("e");
+            last.SetResult();
+        });
+        await started.Task.Bounded();
+
+        release.SetResult();
+        await last.Task.Bounded();
+
+        Assert.Equal(new[] { "a", "e" }, order);
+    }
+
+    [Fact]
+    public async Task A_cancellation_handler_runs_once_when_a_running_task_is_cancelled()
+    {
+        var started = NewGate();
+        var t = WorkTask<int>.Run(SignalThenBlock(started));
+        await started.Task.Bounded();
+        int ran = 0;
+        object? seen = null;
+        var state = new object();
+        t.OnCancelRequested(s =>
+        {
+            seen = s;
+            Interlocked.Increment(ref ran);
+        }, state);
+        Assert.Equal(0, Volatile.Read(ref ran)); // nothing asked yet
+
+        Assert.True(t.Cancel());
+        t.Cancel(); // a second request runs nothing more
+        await t.Completion.Bounded();
+
+        Assert.Equal(WorkTaskState.Cancelled, t.State);
+        Assert.Equal(1, Volatile.Read(ref ran));
+        Assert.Same(state, seen);
+    }
+
+    [Fact]
+    public async Task A_cancellation_handler_set_after_the_request_runs_at_once_on_the_caller()
+    {
+        var started = NewGate();
+        var t = WorkTask<int>.Run(SignalThenBlock(started));
+        await started.Task.Bounded();
+        Assert.True(t.Cancel());
+        int ran = 0;
+        int thread = -1;
+
+        t.OnCancelRequested(_ =>
+        {
+            Interlocked.Increment(ref ran);
+            thread = Environment.CurrentManagedThreadId;
+        }, null);
+
+        Assert.Equal(1, Volatile.Read(ref ran));
+        Assert.Equal(Environment.CurrentManagedThreadId, thread);
+        await t.Completion.Bounded();
+    }
+
+    [Fact]
+    public async Task A_task_timeout_runs_the_cancellation_handler()
+    {
+        var started = NewGate();
+        var handled = NewGate();
+        var t = WorkTask<int>.Run(SignalThenBlock(started), options: new TaskStartOptions { Timeout = TimeSpan.FromMilliseconds(50) });
+        t.OnCancelRequested(_ => handled.TrySetResult(), null);
+        await started.Task.Bounded();
+
+        await handled.Task.Bounded();
+        await t.Completion.Bounded();
+        Assert.Equal(WorkTaskState.Failed, t.State);
+        Assert.IsType<TimeoutException>(t.Exception);
+    }
+
+    [Fact]
+    public async Task A_second_cancellation_handler_is_refused_and_a_throwing_one_raises_CallbackFailed()
+    {
+        var started = NewGate();
+        var t = WorkTask<int>.Run(SignalThenBlock(started));
+        await started.Task.Bounded();
+        var boom = new InvalidOperationException("handler boom");
+        t.OnCancelRequested(_ => throw boom, null);
+        Assert.Throws<InvalidOperationException>(() => t.OnCancelRequested(_ => { }, null));
+
+        Exception? reported = null;
+        EventHandler<CallbackFailedEventArgs> onFailed = (_, e) =>
+        {
+            if (ReferenceEquals(e.Task, t))
+            {
+                reported = e.Exception;
+            }
+        };
+        WorkTask.CallbackFailed += onFailed;
+        try
+        {
+            Assert.True(t.Cancel()); // the handler runs on this thread, inside the request
+            await t.Completion.Bounded();
+        }
+        finally
+        {
+            WorkTask.CallbackFailed -= onFailed;
+        }
+
+        Assert.Same(boom, reported);
+        Assert.Equal(WorkTaskState.Cancelled, t.State);
+    }
+
+    [Fact]
     public async Task Disposing_a_registration_before_completion_prevents_the_callback()
     {
         TaskCompletionSource started = NewGate(), release = NewGate();
