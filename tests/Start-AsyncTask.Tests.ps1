@@ -218,6 +218,105 @@ Describe 'Start-AsyncTask' {
         }
     }
 
+    Context 'registration' {
+        # The seam holds the thread running Start-AsyncTask just after it started the task, until
+        # the task's script block has run its first statement: whatever the hook then sees, the
+        # running task could see too. So these fail every time, not by chance, if the task is
+        # listed or given its Parent only after it was started.
+        BeforeAll {
+            $script:AfterStart = [AsyncGroup.Commands.StartAsyncTaskCommand].GetProperty('AfterStart', [System.Reflection.BindingFlags]'NonPublic,Static')
+        }
+
+        AfterEach {
+            $script:AfterStart.SetValue($null, $null)
+        }
+
+        It 'is listed by Get-AsyncTask before its script block can run' {
+            $ran = [System.Threading.ManualResetEventSlim]::new($false)
+            $seen = New-SyncHashtable
+            $script:AfterStart.SetValue($null, [Action[AsyncGroup.AsyncTask]] {
+                    param($task)
+                    $seen.Ran = $ran.Wait(60000)
+                    $seen.Listed = @(Get-AsyncTask | Where-Object Name -EQ 'registration-probe').Count
+                }.GetNewClosure())
+
+            $t = Start-AsyncTask { param($ran) $ran.Set() } -ArgumentList $ran -Name 'registration-probe'
+            $script:AfterStart.SetValue($null, $null)
+
+            $seen.Ran | Should -BeTrue -Because 'the task ran while Start-AsyncTask was held after starting it'
+            $seen.Listed | Should -Be 1 -Because 'a task that can run (and signal others) is already listed'
+            $null = Wait-AsyncGroup $t -Timeout 60
+            $t.State | Should -Be 'Completed'
+        }
+
+        It 'is listed before its script block can run when it joins a Start-TaskGroup' {
+            $ran = [System.Threading.ManualResetEventSlim]::new($false)
+            $seen = New-SyncHashtable
+            $script:AfterStart.SetValue($null, [Action[AsyncGroup.AsyncTask]] {
+                    param($task)
+                    $seen.Ran = $ran.Wait(60000)
+                    $seen.Listed = @(Get-AsyncTask | Where-Object Name -EQ 'group-registration-probe').Count
+                }.GetNewClosure())
+
+            Start-TaskGroup {
+                $null = Start-AsyncTask { param($ran) $ran.Set() } -ArgumentList $ran -Name 'group-registration-probe'
+            }
+
+            $seen.Ran | Should -BeTrue -Because 'the child ran while Start-AsyncTask was held after starting it'
+            $seen.Listed | Should -Be 1 -Because 'a group child that can run is already listed'
+        }
+
+        It 'has its Parent set and is listed before its script block can run when a task starts it' {
+            $parent = Start-AsyncTask -Name 'registration-parent' {
+                # The hook is made here, so it runs in this task's runspace, on its thread.
+                $ran = [System.Threading.ManualResetEventSlim]::new($false)
+                $seen = [hashtable]::Synchronized(@{})
+                $hook = [AsyncGroup.Commands.StartAsyncTaskCommand].GetProperty('AfterStart', [System.Reflection.BindingFlags]'NonPublic,Static')
+                $hook.SetValue($null, [Action[AsyncGroup.AsyncTask]] {
+                        param($task)
+                        $seen.Ran = $ran.Wait(60000)
+                        $seen.Parent = if ($null -ne $task.Parent) { $task.Parent.Name } else { '(none)' }
+                        $seen.Listed = @(Get-AsyncTask | Where-Object Name -EQ 'nested-registration-probe').Count
+                    }.GetNewClosure())
+                try {
+                    $child = Start-AsyncTask { param($ran) $ran.Set() } -ArgumentList $ran -Name 'nested-registration-probe'
+                }
+                finally {
+                    $hook.SetValue($null, $null)
+                }
+
+                $null = Wait-AsyncGroup $child -Timeout 60
+                [pscustomobject]@{ Ran = $seen.Ran; Parent = $seen.Parent; Listed = $seen.Listed }
+            }
+
+            $null = Wait-AsyncGroup $parent -Timeout 120
+            $parent.Error | Should -BeNullOrEmpty
+            $seen = $parent.Output[0]
+            $seen.Ran | Should -BeTrue -Because 'the child ran while Start-AsyncTask was held after starting it'
+            $seen.Parent | Should -Be 'registration-parent' -Because 'a child that can run already names the task that started it'
+            $seen.Listed | Should -Be 1 -Because 'a child that can run is already listed in its parent''s runspace'
+        }
+
+        It 'lists no task that a closed Start-TaskGroup refused' {
+            try {
+                Start-TaskGroup {
+                    try {
+                        $null = Start-AsyncTask { throw 'child boom' }
+                        foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 }
+                    }
+                    finally {
+                        $null = Start-AsyncTask { 'too late' } -Name 'refused-probe' -ErrorAction SilentlyContinue
+                    }
+                } 2>$null
+            }
+            catch {
+                $_.FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskGroupFailed,AsyncGroup.Commands.StartTaskGroupCommand'
+            }
+
+            @(Get-AsyncTask | Where-Object Name -EQ 'refused-probe') | Should -HaveCount 0
+        }
+    }
+
     Context 'bad input' {
         It 'says what it expects when given a string instead of a script block' {
             $err = try { Start-AsyncTask 'Get-Date' } catch { $_ }

@@ -39,6 +39,21 @@ internal static class TaskRegistry
         task.Work.AddDoneCallback(_ => entry.Release());
     }
 
+    /// <summary>Unlists <paramref name="task"/> everywhere <see cref="Add"/> listed it (its start failed).</summary>
+    public static void Remove(AsyncTask task)
+    {
+        lock (s_gate)
+        {
+            foreach (Guid runspaceId in task.TreeRunspaceIds())
+            {
+                if (s_byRunspace.TryGetValue(runspaceId, out List<Entry>? list))
+                {
+                    list.RemoveAll(e => e.Target is null || ReferenceEquals(e.Target, task));
+                }
+            }
+        }
+    }
+
     /// <summary>The live tasks of <paramref name="runspaceId"/>, oldest first.</summary>
     public static IReadOnlyList<AsyncTask> Snapshot(Guid runspaceId)
     {

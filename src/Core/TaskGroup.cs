@@ -166,8 +166,18 @@ public sealed class TaskGroup
     }
 
     /// <summary>Starts a child (TaskGroup.create_task). Children may start children until the group finishes.</summary>
-    /// <exception cref="InvalidOperationException">The group is aborting or finished.</exception>
-    public WorkTask<T> Start<T>(Func<CancellationToken, Task<T>> work, string? name = null, bool shielded = false, TimeSpan? timeout = null, object? tag = null)
+    /// <param name="work">The child's work.</param>
+    /// <param name="name">The child's name (default <c>Task-&lt;Id&gt;</c>).</param>
+    /// <param name="shielded">The child ignores the group's cancellation.</param>
+    /// <param name="timeout">The child's own deadline.</param>
+    /// <param name="tag">Caller data carried on the child.</param>
+    /// <param name="beforeStart">
+    /// Runs on this thread once the group has accepted the child and before its work can run, so the
+    /// caller can make the child known (listed, bound to its owner) before it can do anything. If it
+    /// throws, the child is cancelled without ever running and the exception propagates.
+    /// </param>
+    /// <exception cref="InvalidOperationException">The group is aborting or finished (then <paramref name="beforeStart"/> is not called).</exception>
+    public WorkTask<T> Start<T>(Func<CancellationToken, Task<T>> work, string? name = null, bool shielded = false, TimeSpan? timeout = null, object? tag = null, Action<WorkTask<T>>? beforeStart = null)
     {
         if (work is null)
         {
@@ -200,7 +210,19 @@ public sealed class TaskGroup
         }
 
         task.AddDoneCallback(_onChildDone);
-        task.Start();
+        try
+        {
+            beforeStart?.Invoke(task);
+            task.Start();
+        }
+        catch
+        {
+            // Accepted but never started: a Pending task ends Cancelled at once, so the group
+            // counts it done and does not wait for it.
+            task.Cancel();
+            throw;
+        }
+
         return task;
     }
 

@@ -75,6 +75,13 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
 
     internal override PSSession[]? SessionParameter => Session;
 
+    /// <summary>
+    /// Test seam, null in use: the Pester suite sets it (by reflection) to run on the creating
+    /// thread right after a task's work has been started — from then on its script block may run —
+    /// so a test can hold that thread there and check what the running task can already see.
+    /// </summary>
+    internal static Action<AsyncTask>? AfterStart { get; set; }
+
     /// <inheritdoc />
     protected override void BeginProcessing()
     {
@@ -98,42 +105,79 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
         bool hasInput = MyInvocation.BoundParameters.ContainsKey(nameof(InputObject));
         var task = new AsyncTask(_batch!, hasInput ? InputObject : null, hasInput, ArgumentList ?? Array.Empty<object>(), CurrentRunspaceId);
         TimeSpan? timeout = BoundSeconds(nameof(Timeout), Timeout);
+
+        // Started by a task's script block (inside a group or not): that task is its parent.
+        AsyncTask? parent = Worker.OnThisThread?.Current;
+        bool enlisted = false;
         WorkTask<IReadOnlyList<PSObject>> work;
-        if (_scope is not null)
+        try
         {
-            try
+            if (_scope is not null)
             {
-                work = _scope.Group.Start<IReadOnlyList<PSObject>>(task.ExecuteAsync, Name, shielded: Shield.IsPresent, timeout: timeout, tag: task);
-            }
-            catch (InvalidOperationException ex)
-            {
-                ThrowTerminatingError(new ErrorRecord(ex, ErrorIds.GroupClosed, ErrorCategory.InvalidOperation, ScriptBlock));
-                return;
-            }
+                IStreamSink groupSink = _scope.Owner.Sink;
+                work = _scope.Group.Start<IReadOnlyList<PSObject>>(task.ExecuteAsync, Name, shielded: Shield.IsPresent, timeout: timeout, tag: task, beforeStart: w =>
+                {
+                    enlisted = true;
+                    Enlist(task, w, parent);
 
-            // The group's cmdlet delivers its children's streams while it waits for them.
-            task.AttachSink(_scope.Owner.Sink);
+                    // The group's cmdlet delivers its children's streams while it waits for them.
+                    task.AttachSink(groupSink);
+                });
+            }
+            else
+            {
+                // Owned by the task that started it, if any: its cancellation reaches this one,
+                // and it is cancelled when that task ends without awaiting it.
+                work = new WorkTask<IReadOnlyList<PSObject>>(task.ExecuteAsync, Name, new TaskStartOptions
+                {
+                    Limiter = _limiter,
+                    Timeout = timeout,
+                    Tag = task,
+                    DeferTimeout = true,
+                    CancellationToken = parent?.CancellationToken ?? default,
+                    Shielded = Shield.IsPresent,
+                });
+                enlisted = true;
+                Enlist(task, work, parent);
+                parent?.Adopt(task);
+                work.Start();
+            }
         }
-        else
+        catch (Exception) when (enlisted)
         {
-            // Started by a task's script block: that task owns it (its cancellation reaches this one,
-            // and it is cancelled when that task ends without awaiting it).
-            AsyncTask? parent = Worker.OnThisThread?.Current;
-            work = WorkTask<IReadOnlyList<PSObject>>.Run(task.ExecuteAsync, Name, new TaskStartOptions
-            {
-                Limiter = _limiter,
-                Timeout = timeout,
-                Tag = task,
-                DeferTimeout = true,
-                CancellationToken = parent?.CancellationToken ?? default,
-                Shielded = Shield.IsPresent,
-            });
-            parent?.Adopt(task);
+            Withdraw(task);
+            throw;
+        }
+        catch (InvalidOperationException ex) when (_scope is not null)
+        {
+            // The group refused the task before creating it: nothing was listed.
+            ThrowTerminatingError(new ErrorRecord(ex, ErrorIds.GroupClosed, ErrorCategory.InvalidOperation, ScriptBlock));
+            return;
         }
 
-        task.SetParent(Worker.OnThisThread?.Current);
+        AfterStart?.Invoke(task);
+        WriteObject(task);
+    }
+
+    /// <summary>
+    /// Makes <paramref name="task"/> known before its work can run: its parent, its Core task, and
+    /// the lists Get-AsyncTask reads. Once it runs it may signal other threads, and whoever they
+    /// tell must already find it (with its Parent) there.
+    /// </summary>
+    private static void Enlist(AsyncTask task, WorkTask<IReadOnlyList<PSObject>> work, AsyncTask? parent)
+    {
+        task.SetParent(parent);
         task.Bind(work);
         TaskRegistry.Add(task);
-        WriteObject(task);
+    }
+
+    /// <summary>
+    /// Undoes <see cref="Enlist"/> for a task whose start failed: it ends Cancelled without having
+    /// run (which also releases its parent's count and its batch) and is listed nowhere.
+    /// </summary>
+    private static void Withdraw(AsyncTask task)
+    {
+        task.Cancel();
+        TaskRegistry.Remove(task);
     }
 }

@@ -291,6 +291,79 @@ public class TaskGroupTests
     }
 
     [Fact]
+    public async Task A_child_is_prepared_after_the_group_accepts_it_and_before_its_work_can_run()
+    {
+        bool prepared = false, preparedWhenRun = false;
+        WorkTaskState stateWhenPrepared = WorkTaskState.Completed;
+        WorkTask<int>? seen = null, child = null;
+
+        await TaskGroup.RunAsync((g, _) =>
+        {
+            child = g.Start(
+                _ =>
+                {
+                    preparedWhenRun = Volatile.Read(ref prepared);
+                    return Task.FromResult(1);
+                },
+                beforeStart: t =>
+                {
+                    seen = t;
+                    stateWhenPrepared = t.State;
+                    Volatile.Write(ref prepared, true);
+                });
+            return Task.CompletedTask;
+        }).Bounded();
+
+        Assert.Same(child, seen);
+        Assert.Equal(WorkTaskState.Pending, stateWhenPrepared);
+        Assert.True(preparedWhenRun);
+        Assert.Equal(1, child!.GetResult());
+    }
+
+    [Fact]
+    public async Task A_child_whose_preparation_throws_ends_Cancelled_without_running_and_the_group_does_not_wait_for_it()
+    {
+        var prepError = new InvalidOperationException("prep");
+        bool ran = false;
+        Exception? startError = null;
+        TaskGroup? group = null;
+
+        await TaskGroup.RunAsync((g, _) =>
+        {
+            group = g;
+            startError = Record.Exception(() => g.Start(
+                _ =>
+                {
+                    ran = true;
+                    return Task.FromResult(1);
+                },
+                beforeStart: _ => throw prepError));
+            return Task.CompletedTask;
+        }).Bounded();
+
+        Assert.Same(prepError, startError);
+        Assert.False(ran);
+        WorkTask child = Assert.Single(group!.Tasks);
+        Assert.Equal(WorkTaskState.Cancelled, child.State);
+    }
+
+    [Fact]
+    public async Task A_child_the_group_refuses_is_never_prepared()
+    {
+        TaskGroup? group = null;
+        await TaskGroup.RunAsync((g, _) =>
+        {
+            group = g;
+            return Task.CompletedTask;
+        }).Bounded();
+
+        bool prepared = false;
+        Assert.Throws<InvalidOperationException>(() => group!.Start(_ => Task.FromResult(2), beforeStart: _ => prepared = true));
+        Assert.False(prepared);
+        Assert.Empty(group!.Tasks);
+    }
+
+    [Fact]
     public async Task A_group_timeout_cancels_the_children_and_throws_TimeoutException()
     {
         int entered = 0, cleaned = 0;
