@@ -21,8 +21,10 @@ namespace AsyncGroup;
 /// </remarks>
 public sealed class AsyncTask
 {
-    private readonly object _gate = new();
     private readonly List<PSObject> _output = new();
+    // The output list doubles as the task's lock (never handed out: Output returns a copy), one
+    // object fewer for each task a long gather creates.
+    private object _gate => _output;
     // Made on first use, under the gate: most tasks write no error, and a task whose records a
     // cmdlet delivers live never buffers one (a long gather creates one task per input).
     private List<ErrorRecord>? _errors;

@@ -37,8 +37,9 @@ public abstract class WorkTask
     private static readonly WaitCallback s_run = static s => _ = ((WorkTask)s!).RunAsync();
 
     private readonly object _gate = new();
-    private readonly TaskCompletionSource<WorkTask> _completion =
-        new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Made when Completion is first read (under the gate): most tasks of a long gather are never
+    // awaited one by one, and a completion source and its task cost two objects per input.
+    private TaskCompletionSource<WorkTask>? _completion;
     private readonly CancellationTokenSource _cts = new();
     private Action<object?>? _cancelHandler; // see OnCancelRequested
     private object? _cancelHandlerState;
@@ -136,7 +137,25 @@ public abstract class WorkTask
     public TimeSpan? Duration => _startUtc is { } s && _endUtc is { } e ? e - s : null;
 
     /// <summary>Completes (never faults) when the state is final.</summary>
-    public Task<WorkTask> Completion => _completion.Task;
+    public Task<WorkTask> Completion
+    {
+        get
+        {
+            lock (_gate)
+            {
+                if (_completion is null)
+                {
+                    _completion = new TaskCompletionSource<WorkTask>(TaskCreationOptions.RunContinuationsAsynchronously);
+                    if (_callbacksTaken)
+                    {
+                        _completion.TrySetResult(this); // already final (TryFinish has run, or is running)
+                    }
+                }
+
+                return _completion.Task;
+            }
+        }
+    }
 
     /// <summary>The result as an object when Completed; null otherwise.</summary>
     public abstract object? ResultObject { get; }
@@ -425,6 +444,7 @@ public abstract class WorkTask
     private void TryFinish(WorkTaskState final, Exception? error, bool setResult, bool onlyIfPending = false)
     {
         DoneCallback? first;
+        TaskCompletionSource<WorkTask>? completion;
         lock (_gate)
         {
             if (IsFinal(State) || (onlyIfPending && State != WorkTaskState.Pending))
@@ -444,9 +464,10 @@ public abstract class WorkTask
             _firstCallback = null;
             _lastCallback = null;
             _callbacksTaken = true;
+            completion = _completion;
         }
 
-        _completion.TrySetResult(this);
+        completion?.TrySetResult(this);
 
         // Taken off the task, the chain is only read from here on: a callback that unregisters
         // itself or another (Dispose) only claims its entry, so the walk skips it.

@@ -420,6 +420,20 @@ public class WorkTaskTests
     }
 
     [Fact]
+    public async Task Completion_first_read_after_the_task_ended_is_already_complete()
+    {
+        var done = NewGate();
+        var t = WorkTask<int>.Run(_ => Task.FromResult(5));
+        t.AddDoneCallback(_ => done.SetResult());
+        await done.Task.Bounded(); // final, and Completion never read so far
+
+        Task<WorkTask> completion = t.Completion;
+        Assert.True(completion.IsCompletedSuccessfully);
+        Assert.Same(t, await completion);
+        Assert.Same(completion, t.Completion); // one task, however often it is read
+    }
+
+    [Fact]
     public async Task Disposing_a_registration_before_completion_prevents_the_callback()
     {
         TaskCompletionSource started = NewGate(), release = NewGate();
