@@ -484,15 +484,16 @@ Describe 'Preferences of tasks and group bodies' {
     }
 
     It 'collects with -<Collector> the records the caller''s preference, set in a script or function, silences' -ForEach @(
-        @{ Collector = 'WarningVariable'; Preference = 'WarningPreference'; Write = 'Write-Warning'; Stream = 3 }
-        @{ Collector = 'ErrorVariable'; Preference = 'ErrorActionPreference'; Write = 'Write-Error'; Stream = 2 }
-        @{ Collector = 'InformationVariable'; Preference = 'InformationPreference'; Write = 'Write-Information'; Stream = 6 }
+        @{ Collector = 'WarningVariable'; Preference = 'WarningPreference'; Write = 'Write-Warning'; Redirect = '3>&1' }
+        @{ Collector = 'ErrorVariable'; Preference = 'ErrorActionPreference'; Write = 'Write-Error'; Redirect = '2>&1' }
+        # Information records reach a redirection whatever the preference, as PowerShell has it.
+        @{ Collector = 'InformationVariable'; Preference = 'InformationPreference'; Write = 'Write-Information'; Redirect = '6>$null' }
     ) {
         # As for an advanced function: collected, not shown. A preference assigned in a script or
         # function scope holds the name as a string.
         $merged = & ([scriptblock]::Create(
                 "`$$Preference = 'SilentlyContinue'
-                Invoke-Gather { $Write 'agCollected'; 'out' } -$Collector agCollected $Stream>&1
+                Invoke-Gather { $Write 'agCollected'; 'out' } -$Collector agCollected $Redirect
                 'collected=' + @(`$agCollected).Count"))
 
         $merged | Should -Be @('out', 'collected=1')
