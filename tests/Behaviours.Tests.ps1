@@ -414,6 +414,92 @@ Describe 'Streams' {
     }
 }
 
+Describe 'Preferences of tasks and group bodies' {
+    # One rule decides the preferences of Invoke-Gather's and Start-AsyncTask's tasks and of a
+    # Start-TaskGroup body (whose children read theirs from it): the same common parameters and
+    # caller's variables give the same preferences, whichever cmdlet runs the script block.
+    BeforeAll {
+        # "$<Variable>" as an Invoke-Gather task, a Start-TaskGroup body and that body's child see
+        # it, in that order.
+        function Get-SeenPreference {
+            param([Parameter(Mandatory)] [string] $Variable, [hashtable] $With = @{})
+
+            $agRead = [scriptblock]::Create('"$' + $Variable + '"')
+            Invoke-Gather -ScriptBlock $agRead @With
+            Start-TaskGroup @With { & $agRead }
+            Start-TaskGroup @With { Start-AsyncTask -ScriptBlock $agRead } | Receive-AsyncTask -Wait
+        }
+    }
+
+    It 'runs tasks with Continue where the caller''s preference, set in a script or function, is Inquire: only the caller prompts' {
+        # A preference assigned in a script or function scope holds the name as a string. A group
+        # body runs in the caller's session and keeps the caller's preference: the group's own
+        # writes read it from the body's scope while the body runs.
+        $seen = & { $WarningPreference = 'Inquire'; Get-SeenPreference WarningPreference }
+
+        $seen | Should -Be @('Continue', 'Inquire', 'Continue')
+    }
+
+    It 'runs them with Continue for -WarningAction Inquire' {
+        $seen = Get-SeenPreference WarningPreference -With @{ WarningAction = 'Inquire' }
+
+        $seen | Should -Be @('Continue', 'Continue', 'Continue')
+    }
+
+    It 'runs them with Continue for -ErrorAction Break: only the caller stops in the debugger' -Skip:($PSVersionTable.PSVersion.Major -lt 7) {
+        $seen = & { $ErrorActionPreference = 'Continue'; Get-SeenPreference ErrorActionPreference -With @{ ErrorAction = 'Break' } }
+
+        $seen | Should -Be @('Continue', 'Continue', 'Continue')
+    }
+
+    It 'ends a task that writes an error under -ErrorAction Break: the caller, not the worker, stops in the debugger' -Skip:($PSVersionTable.PSVersion.Major -lt 7) {
+        # A worker has no debugger to stop in: given Break, its task waited forever. The child's
+        # input is closed, so the caller's own stop in the debugger resumes at once.
+        $command = 'Import-Module $env:ASYNCGROUP_MANIFEST; $ProgressPreference = "SilentlyContinue"; Invoke-Gather -ErrorAction Break { Write-Error "agBreak"; "after the error" } 2>$null'
+        $run = Invoke-ChildPowerShell -Command $command -TimeoutSeconds 90
+
+        $run.TimedOut | Should -BeFalse
+        # (The line may follow the caller's debugger prompt.)
+        ($run.Output -join "`n") | Should -Match 'after the error'
+    }
+
+    It 'runs them with Ignore for -ErrorAction Ignore' -Skip:($PSVersionTable.PSVersion.Major -lt 7) {
+        $seen = & { $ErrorActionPreference = 'Continue'; Get-SeenPreference ErrorActionPreference -With @{ ErrorAction = 'Ignore' } }
+
+        $seen | Should -Be @('Ignore', 'Ignore', 'Ignore')
+    }
+
+    It 'keeps the errors out of $Error with -ErrorAction Ignore, the group body''s as the tasks''' -Skip:($PSVersionTable.PSVersion.Major -lt 7) {
+        $Error.Clear()
+        Invoke-Gather -ErrorAction Ignore { Write-Error 'agIgnored task error' }
+        Start-TaskGroup -ErrorAction Ignore { Write-Error 'agIgnored body error' }
+
+        @($Error | Where-Object { "$_" -like 'agIgnored*' }) | Should -BeNullOrEmpty
+    }
+
+    It 'runs them with the -ProgressAction given' -Skip:($PSVersionTable.PSVersion -lt [version]'7.4') {
+        $seen = & { $ProgressPreference = 'Continue'; Get-SeenPreference ProgressPreference -With @{ ProgressAction = 'SilentlyContinue' } }
+
+        $seen | Should -Be @('SilentlyContinue', 'SilentlyContinue', 'SilentlyContinue')
+    }
+
+    It 'collects with -<Collector> the records the caller''s preference, set in a script or function, silences' -ForEach @(
+        @{ Collector = 'WarningVariable'; Preference = 'WarningPreference'; Write = 'Write-Warning'; Redirect = '3>&1' }
+        @{ Collector = 'ErrorVariable'; Preference = 'ErrorActionPreference'; Write = 'Write-Error'; Redirect = '2>&1' }
+        # Information records reach a redirection whatever the preference, as PowerShell has it.
+        @{ Collector = 'InformationVariable'; Preference = 'InformationPreference'; Write = 'Write-Information'; Redirect = '6>$null' }
+    ) {
+        # As for an advanced function: collected, not shown. A preference assigned in a script or
+        # function scope holds the name as a string.
+        $merged = & ([scriptblock]::Create(
+                "`$$Preference = 'SilentlyContinue'
+                Invoke-Gather { $Write 'agCollected'; 'out' } -$Collector agCollected $Redirect
+                'collected=' + @(`$agCollected).Count"))
+
+        $merged | Should -Be @('out', 'collected=1')
+    }
+}
+
 Describe 'Progress of Invoke-Gather' {
     It 'shows a progress bar (done / running / queued) for a gather that lasts over a second' {
         # The tasks end only once the caller has received a progress record from Invoke-Gather.

@@ -254,61 +254,19 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
     /// <summary>
     /// The body's preference variables for the common parameters given to the group, as an
     /// advanced function sets them: they reach everything the body runs, the children included
-    /// (which capture their preferences from the body's scope). The values are enum names, never
-    /// user text.
+    /// (which capture their preferences from the body's scope). The rest the body inherits from the
+    /// caller's scope. The values are action names, never user text.
     /// </summary>
     private string PreferenceAssignments()
     {
-        var bound = MyInvocation.BoundParameters;
         var text = new System.Text.StringBuilder();
-        void Set(string variable, ActionPreference value) => text.Append('$').Append(variable).Append(" = '").Append(value).Append("'; ");
-
-        if (bound.TryGetValue("Verbose", out object? verbose))
+        foreach (var preference in Execution.CallerPreferences.ForCallerSession(this))
         {
-            Set("VerbosePreference", IsSet(verbose) ? ActionPreference.Continue : ActionPreference.SilentlyContinue);
-        }
-
-        if (bound.TryGetValue("Debug", out object? debug))
-        {
-            // Continue, as PowerShell 7 does: there is no prompting from a worker.
-            Set("DebugPreference", IsSet(debug) ? ActionPreference.Continue : ActionPreference.SilentlyContinue);
-        }
-
-        foreach ((string parameter, string variable, string collector) in new[]
-        {
-            ("ErrorAction", "ErrorActionPreference", "ErrorVariable"),
-            ("WarningAction", "WarningPreference", "WarningVariable"),
-            ("InformationAction", "InformationPreference", "InformationVariable"),
-        })
-        {
-            if (bound.TryGetValue(parameter, out object? given) && (given is PSObject pso ? pso.BaseObject : given) is ActionPreference action)
-            {
-                // Records the group silences must still be produced when it collects them
-                // (-WarningVariable …); the group's own Write* then applies the action. Ignore and
-                // Suspend are not valid preference variable values everywhere.
-                if ((action == ActionPreference.SilentlyContinue && bound.ContainsKey(collector))
-                    || action == ActionPreference.Inquire)
-                {
-                    action = ActionPreference.Continue;
-                }
-                else if (action is ActionPreference.Ignore or ActionPreference.Suspend)
-                {
-                    action = ActionPreference.SilentlyContinue;
-                }
-
-                Set(variable, action);
-            }
+            text.Append('$').Append(preference.Key).Append(" = '").Append(preference.Value).Append("'; ");
         }
 
         return text.ToString();
     }
-
-    private static bool IsSet(object? value) => value switch
-    {
-        SwitchParameter s => s.IsPresent,
-        bool b => b,
-        _ => value is not null,
-    };
 
     /// <summary>A cmdlet's terminating error in the body arrives wrapped; the aggregate keeps the original.</summary>
     private static Exception Unwrap(Exception ex) =>

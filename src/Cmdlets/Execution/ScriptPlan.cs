@@ -14,11 +14,8 @@ namespace AsyncGroup.Execution;
 /// </summary>
 internal sealed class WorkerSettings
 {
-    private static readonly string[] s_preferenceNames =
-    {
-        "ErrorActionPreference", "WarningPreference", "VerbosePreference", "DebugPreference",
-        "InformationPreference", "ProgressPreference", "ConfirmPreference", "WhatIfPreference",
-    };
+    // Preferences no common parameter of these cmdlets sets: workers get the caller's as they are.
+    private static readonly string[] s_otherPreferenceNames = { "ConfirmPreference", "WhatIfPreference" };
 
     public WorkerSettings(
         string fileSystemLocation,
@@ -69,12 +66,12 @@ internal sealed class WorkerSettings
         string? provider = string.Equals(current.Provider.Name, "FileSystem", StringComparison.OrdinalIgnoreCase) ? null : current.Path;
 
         var preferences = new List<KeyValuePair<string, object?>>();
-        foreach (string name in s_preferenceNames)
+        foreach (var preference in CallerPreferences.ForWorkers(cmdlet)
+            .Concat(s_otherPreferenceNames.Select(name => new KeyValuePair<string, object?>(name, cmdlet.GetVariableValue(name)))))
         {
-            object? value = EffectivePreference(cmdlet, name);
-            if (value is not null)
+            if (preference.Value is not null)
             {
-                preferences.Add(new KeyValuePair<string, object?>(name, value));
+                preferences.Add(preference);
             }
         }
 
@@ -182,62 +179,6 @@ internal sealed class WorkerSettings
 
         return module;
     }
-
-    /// <summary>
-    /// The preference a worker should run with: the common parameter given to the cmdlet when
-    /// there is one (-Verbose, -ErrorAction, …), else the caller's variable. Workers have no host
-    /// to ask, so Inquire becomes Continue there: the record still reaches the caller, whose own
-    /// preference then decides whether to prompt.
-    /// </summary>
-    private static object? EffectivePreference(PSCmdlet cmdlet, string name)
-    {
-        var bound = cmdlet.MyInvocation.BoundParameters;
-        object? value = name switch
-        {
-            "VerbosePreference" when bound.TryGetValue("Verbose", out object? v) => IsSet(v) ? ActionPreference.Continue : ActionPreference.SilentlyContinue,
-            "DebugPreference" when bound.TryGetValue("Debug", out object? d) => IsSet(d) ? ActionPreference.Continue : ActionPreference.SilentlyContinue,
-            "ErrorActionPreference" when bound.TryGetValue("ErrorAction", out object? e) => e,
-            "WarningPreference" when bound.TryGetValue("WarningAction", out object? w) => w,
-            "InformationPreference" when bound.TryGetValue("InformationAction", out object? i) => i,
-            _ => cmdlet.GetVariableValue(name),
-        };
-
-        if (value is PSObject pso)
-        {
-            value = pso.BaseObject;
-        }
-
-        if (value is ActionPreference preference)
-        {
-            if (preference == ActionPreference.Inquire)
-            {
-                return ActionPreference.Continue;
-            }
-
-            // -WarningVariable and friends collect records the caller silences: the worker must
-            // still produce them (the cmdlet's own Write* then honours SilentlyContinue).
-            string? variable = name switch
-            {
-                "WarningPreference" => "WarningVariable",
-                "InformationPreference" => "InformationVariable",
-                "ErrorActionPreference" => "ErrorVariable",
-                _ => null,
-            };
-            if (preference == ActionPreference.SilentlyContinue && variable is not null && bound.ContainsKey(variable))
-            {
-                return ActionPreference.Continue;
-            }
-        }
-
-        return value;
-    }
-
-    private static bool IsSet(object? value) => value switch
-    {
-        SwitchParameter s => s.IsPresent,
-        bool b => b,
-        _ => value is not null,
-    };
 }
 
 /// <summary>
