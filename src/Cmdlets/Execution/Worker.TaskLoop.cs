@@ -120,12 +120,17 @@ internal sealed partial class Worker
     {
         string text = _bodyText!;
         CommandInvocationIntrinsics invoke = loop.InvokeCommand;
+
+        // $_ of the loop's own scope, where each task's scope finds it: set once by name, then
+        // kept, so that an item sets its input without parsing the name and searching the scopes.
         PSVariableIntrinsics variables = loop.SessionState.PSVariable;
+        variables.Set("local:_", null);
+        PSVariable underbar = variables.Get("local:_");
         while (MoveNext())
         {
             try
             {
-                variables.Set("_", CurrentInput);
+                underbar.Value = CurrentInput;
                 invoke.InvokeScript(text, true, PipelineResultTypes.Output, s_noInput, CurrentArguments);
             }
             catch (PipelineStoppedException)
