@@ -23,7 +23,9 @@ namespace AsyncGroup.Core;
 internal sealed class MessageQueue<T>
 {
     private readonly ConcurrentQueue<T> _queue = new();
-    private readonly ManualResetEventSlim _posted = new(false, spinCount: 1);
+    // Its default spin (a few microseconds) before it blocks: when many tasks end in quick
+    // succession the next message usually comes within it, and a post then wakes no sleeper.
+    private readonly ManualResetEventSlim _posted = new(false);
     private int _consumerWaiting; // 1 while the consumer may block: a post must then set _posted
 
     /// <summary>Messages posted and not yet taken.</summary>
