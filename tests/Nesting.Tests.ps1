@@ -502,6 +502,16 @@ Invoke-Gather {
                 Should -Throw 'deep error'
         }
 
+        It 'does not pass on the verbose messages of importing AsyncGroup into a worker on first use' {
+            # A fresh process: its workers have not imported the module yet, so the nested call's
+            # lookup imports it there (OwnModuleImport) while -Verbose is in force in that worker.
+            $r = Invoke-ChildPowerShell -Command @'
+Import-Module $env:ASYNCGROUP_MANIFEST
+Invoke-Gather -Verbose { Invoke-Gather { Write-Verbose 'deep verbose' } } 4>&1 | ForEach-Object { "[$_]" }
+'@
+            $r.Output | Should -Be @('[deep verbose]') -Because $r.ErrorText
+        }
+
         It 'lists a task started inside a task in the session, with its Parent, and stops it from there' {
             $top = Start-AsyncTask -Name Top { $kid = Start-AsyncTask -Name Kid { Start-Sleep -Seconds 60 }; $null = Wait-AsyncGroup -Task $kid; "kid $($kid.State)" }
             Wait-Until { @(Get-AsyncTask -Name Kid -ErrorAction SilentlyContinue | Where-Object State -eq 'Running').Count -eq 1 } -TimeoutSeconds 60 -Because 'the nested task to run'

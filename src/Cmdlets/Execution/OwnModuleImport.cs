@@ -82,10 +82,14 @@ internal sealed class OwnModuleImport
         Volatile.Write(ref _imported, 1);
         try
         {
+            // Quiet: the import is the worker's own business, done where the import at open used
+            // to be, and a task runs under the top caller's -Verbose, which would otherwise pass
+            // on Import-Module's "Loading module from path..." messages to that caller.
             using PowerShell ps = PowerShell.Create(RunspaceMode.CurrentRunspace);
             ps.AddCommand("Microsoft.PowerShell.Core\\Import-Module")
                 .AddParameter("Name", _path)
                 .AddParameter("Global")
+                .AddParameter("Verbose", false)
                 .AddParameter("ErrorAction", ActionPreference.Stop)
                 .Invoke();
         }
