@@ -172,10 +172,15 @@ public sealed class AsyncTask
     internal Guid OwnerRunspaceId { get; }
 
     /// <summary>The worker running it right now, if any (read by cancellation from other threads).</summary>
+    /// <remarks>
+    /// Set with a full fence: a worker sets it and then reads the task's token, while a cancellation
+    /// cancels the token and then reads this. With a plain store the worker's read could pass its
+    /// own write, and each side would miss the other: the task would run with nobody to stop it.
+    /// </remarks>
     internal Worker? RunningOn
     {
         get => Volatile.Read(ref _runningOn);
-        set => Volatile.Write(ref _runningOn, value);
+        set => Interlocked.Exchange(ref _runningOn, value);
     }
 
     /// <summary>
@@ -189,11 +194,11 @@ public sealed class AsyncTask
     /// started it, an outer stop) does not reach it, and its owner waits for it instead.
     /// </summary>
     public bool IsShielded => Work.IsShielded;
-    /// <summary>The remote worker running it right now, if any (-Session).</summary>
+    /// <summary>The remote worker running it right now, if any (-Session). Set with a full fence, as <see cref="RunningOn"/>.</summary>
     internal RemoteWorker? RunningRemotely
     {
         get => Volatile.Read(ref _runningRemotely);
-        set => Volatile.Write(ref _runningRemotely, value);
+        set => Interlocked.Exchange(ref _runningRemotely, value);
     }
 
     /// <summary>The computer of the remoting session that ran it (-Session); null for a local task.</summary>

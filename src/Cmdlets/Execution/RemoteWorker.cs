@@ -174,6 +174,26 @@ internal sealed class RemoteWorker
             }
         };
 
+        // A stop sent while the pipeline was not running yet (Stop runs on any thread, the moment the
+        // task is cancelled) had nothing to stop: it is sent again once the pipeline runs.
+        ps.InvocationStateChanged += (_, e) =>
+        {
+            if (e.InvocationStateInfo.State == PSInvocationState.Running && task.CancellationToken.IsCancellationRequested)
+            {
+                _ = Task.Run(() =>
+                {
+                    try
+                    {
+                        ps.BeginStop(null, null);
+                    }
+                    catch (Exception)
+                    {
+                        // It ended (or was disposed) meanwhile.
+                    }
+                });
+            }
+        };
+
         lock (_gate)
         {
             _current = task;
