@@ -67,17 +67,7 @@ internal sealed class RemoteWorker
         // on whatever thread cancelled (the pipeline thread, another task's worker finishing Core's
         // bookkeeping), and sending a stop over a remoting transport may block on its writes.
         _ = Task.Delay(StopGracePeriod).ContinueWith(_ => AbandonIfStuck(task), TaskScheduler.Default);
-        _ = Task.Run(() =>
-        {
-            try
-            {
-                ps?.BeginStop(null, null);
-            }
-            catch (Exception)
-            {
-                // The pipeline ended meanwhile, or the session broke: the run settles the task.
-            }
-        });
+        SendStop(ps);
     }
 
     private void Serve()
@@ -153,6 +143,23 @@ internal sealed class RemoteWorker
         }
     }
 
+    /// <summary>
+    /// Sends a stop to <paramref name="ps"/> from the thread pool: the caller may be a cancellation
+    /// callback or a state-change event, and a stop over a remoting transport may block on its writes.
+    /// </summary>
+    private static void SendStop(PowerShell? ps) =>
+        _ = Task.Run(() =>
+        {
+            try
+            {
+                ps?.BeginStop(null, null);
+            }
+            catch (Exception)
+            {
+                // The pipeline ended (or was disposed) meanwhile, or the session broke: the run settles the task.
+            }
+        });
+
     private void Run(AsyncTask task, PSSession session)
     {
         string host = session.ComputerName;
@@ -180,17 +187,7 @@ internal sealed class RemoteWorker
         {
             if (e.InvocationStateInfo.State == PSInvocationState.Running && task.CancellationToken.IsCancellationRequested)
             {
-                _ = Task.Run(() =>
-                {
-                    try
-                    {
-                        ps.BeginStop(null, null);
-                    }
-                    catch (Exception)
-                    {
-                        // It ended (or was disposed) meanwhile.
-                    }
-                });
+                SendStop(ps);
             }
         };
 
