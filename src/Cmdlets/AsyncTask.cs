@@ -300,7 +300,7 @@ public sealed class AsyncTask
         lock (_gate)
         {
             _wantsOutputNotices = true;
-            if (_output.Count == 0 && _pendingNotice is null)
+            if (_output.Count == 0)
             {
                 return; // nothing to release yet: its first output posts the notice (AddOutput)
             }
