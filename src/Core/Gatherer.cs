@@ -70,8 +70,7 @@ public sealed class Gatherer<T>
     private volatile bool _timedOut; // read on every pipeline input: never under the gate
     private WorkTask<T>? _trigger;
     private readonly Action<WorkTask> _onTaskDone;
-    private readonly TaskStartOptions _taskOptions; // read by the WorkTask constructor only, so shared
-    private readonly TaskStartOptions _taggedTaskOptions; // the same for tasks added with a tag (given apart)
+    private readonly TaskStartOptions _taskOptions; // read by the WorkTask constructor only, so shared (a tag is given apart)
 
     /// <summary>Creates a gather; <paramref name="cancellationToken"/> is its owner's.</summary>
     public Gatherer(GatherOptions? options = null, CancellationToken cancellationToken = default)
@@ -81,8 +80,7 @@ public sealed class Gatherer<T>
         AsyncOps.ValidateTimeout(_options.TaskTimeout);
         _ownerToken = cancellationToken;
         _onTaskDone = OnTaskDone; // one delegate for the gather, not one per task
-        _taskOptions = new TaskStartOptions { Limiter = _options.Limiter, Timeout = _options.TaskTimeout, DeferTimeout = _options.DeferTaskTimeout };
-        _taggedTaskOptions = new TaskStartOptions { Limiter = _options.Limiter, Timeout = _options.TaskTimeout, DeferTimeout = _options.DeferTaskTimeout, StartInline = _options.StartInline };
+        _taskOptions = new TaskStartOptions { Limiter = _options.Limiter, Timeout = _options.TaskTimeout, DeferTimeout = _options.DeferTaskTimeout, StartInline = _options.StartInline };
         _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
 
         // One registration for the whole gather rather than one per task on _stop: under load,
@@ -157,7 +155,7 @@ public sealed class Gatherer<T>
                 throw new InvalidOperationException("No work can be added to a gather after it was sealed.");
             }
 
-            task = new WorkTask<T>(work, name, tag is null ? _taskOptions : _taggedTaskOptions, tag);
+            task = new WorkTask<T>(work, name, _taskOptions, tag);
             _tasks.Add(task);
             _count++;
             Interlocked.Increment(ref _unfinished);

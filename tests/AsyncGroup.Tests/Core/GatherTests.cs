@@ -43,6 +43,31 @@ public class GatherTests
     }
 
     [Fact]
+    public async Task StartInline_starts_each_task_on_the_adding_thread_with_or_without_a_tag()
+    {
+        var gatherer = new Gatherer<int>(new GatherOptions { StartInline = true });
+        int adder = Environment.CurrentManagedThreadId;
+        int untagged = -1, tagged = -1;
+
+        // The synchronous part of the work runs inside Add, on this thread, for both kinds of task.
+        _ = gatherer.Add(_ =>
+        {
+            untagged = Environment.CurrentManagedThreadId;
+            return Task.FromResult(1);
+        });
+        Assert.Equal(adder, untagged);
+        _ = gatherer.Add(_ =>
+        {
+            tagged = Environment.CurrentManagedThreadId;
+            return Task.FromResult(2);
+        }, tag: "t");
+        Assert.Equal(adder, tagged);
+
+        gatherer.Seal();
+        Assert.Equal(new[] { 1, 2 }, await gatherer.GetResultsAsync().Bounded());
+    }
+
+    [Fact]
     public async Task Gather_RunAsync_returns_values_in_input_order()
     {
         var gates = Enumerable.Range(0, 4).Select(_ => NewGate()).ToArray();
