@@ -225,6 +225,19 @@ Describe 'Start-AsyncTask' {
         # listed or given its Parent only after it was started.
         BeforeAll {
             $script:AfterStart = [AsyncGroup.Commands.StartAsyncTaskCommand].GetProperty('AfterStart', [System.Reflection.BindingFlags]'NonPublic,Static')
+
+            # Sets the seam to wait until the task signals $Probe.Ran, then count how many tasks named
+            # $Name Get-AsyncTask lists; the findings land in $Probe.Seen.
+            function New-ListedProbe([string] $Name) {
+                $ran = [System.Threading.ManualResetEventSlim]::new($false)
+                $seen = New-SyncHashtable
+                $script:AfterStart.SetValue($null, [Action[AsyncGroup.AsyncTask]] {
+                        param($task)
+                        $seen.Ran = $ran.Wait(60000)
+                        $seen.Listed = @(Get-AsyncTask | Where-Object Name -EQ $Name).Count
+                    }.GetNewClosure())
+                @{ Ran = $ran; Seen = $seen }
+            }
         }
 
         AfterEach {
@@ -232,15 +245,10 @@ Describe 'Start-AsyncTask' {
         }
 
         It 'is listed by Get-AsyncTask before its script block can run' {
-            $ran = [System.Threading.ManualResetEventSlim]::new($false)
-            $seen = New-SyncHashtable
-            $script:AfterStart.SetValue($null, [Action[AsyncGroup.AsyncTask]] {
-                    param($task)
-                    $seen.Ran = $ran.Wait(60000)
-                    $seen.Listed = @(Get-AsyncTask | Where-Object Name -EQ 'registration-probe').Count
-                }.GetNewClosure())
+            $probe = New-ListedProbe 'registration-probe'
+            $seen = $probe.Seen
 
-            $t = Start-AsyncTask { param($ran) $ran.Set() } -ArgumentList $ran -Name 'registration-probe'
+            $t = Start-AsyncTask { param($ran) $ran.Set() } -ArgumentList $probe.Ran -Name 'registration-probe'
             $script:AfterStart.SetValue($null, $null)
 
             $seen.Ran | Should -BeTrue -Because 'the task ran while Start-AsyncTask was held after starting it'
@@ -250,13 +258,9 @@ Describe 'Start-AsyncTask' {
         }
 
         It 'is listed before its script block can run when it joins a Start-TaskGroup' {
-            $ran = [System.Threading.ManualResetEventSlim]::new($false)
-            $seen = New-SyncHashtable
-            $script:AfterStart.SetValue($null, [Action[AsyncGroup.AsyncTask]] {
-                    param($task)
-                    $seen.Ran = $ran.Wait(60000)
-                    $seen.Listed = @(Get-AsyncTask | Where-Object Name -EQ 'group-registration-probe').Count
-                }.GetNewClosure())
+            $probe = New-ListedProbe 'group-registration-probe'
+            $seen = $probe.Seen
+            $ran = $probe.Ran
 
             Start-TaskGroup {
                 $null = Start-AsyncTask { param($ran) $ran.Set() } -ArgumentList $ran -Name 'group-registration-probe'
