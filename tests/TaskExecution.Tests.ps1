@@ -304,6 +304,73 @@ Describe 'Task execution' {
         }
     }
 
+    Context 'format data in a task: the default views come with the first formatting command (issue 11)' {
+        BeforeAll {
+            # A worker of a pool of its own, so it has formatted nothing yet: each -ImportModule
+            # set of modules has its own pool, and this module exists for one test only.
+            $script:FreshPools = 0
+            function Invoke-InFreshWorker([scriptblock] $ScriptBlock, [object[]] $ArgumentList = @()) {
+                $script:FreshPools++
+                $folder = Join-Path $TestDrive "AgFresh$script:FreshPools"
+                $null = New-Item -ItemType Directory -Path $folder -Force
+                $module = Join-Path $folder "AgFresh$script:FreshPools.psm1"
+                Set-Content -LiteralPath $module -Value '# empty: only gives the call a pool of its own'
+                Invoke-Gather $ScriptBlock -ImportModule $module -ArgumentList $ArgumentList -ThrottleLimit 1
+            }
+
+            $script:Folder = (Get-Item -LiteralPath $TestDrive).FullName
+            $script:Expected = Get-Item -LiteralPath $script:Folder | Out-String
+        }
+
+        It 'gives a new worker the default views only when it first formats' {
+            $r = Invoke-InFreshWorker {
+                $formats = [runspace]::DefaultRunspace.InitialSessionState.Formats
+                $before = $formats.Count
+                $null = 1 | Out-String
+                "$before $($formats.Count -gt $before)"
+            }
+            $r | Should -Be "$(Invoke-InFreshWorker { [runspace]::DefaultRunspace.InitialSessionState.Formats.Count }) True"
+        }
+
+        It 'formats as the caller does when the first formatting command is <Name>' -ForEach @(
+            @{ Name = 'Out-String'; Script = { param($p) Get-Item -LiteralPath $p | Out-String } }
+            @{ Name = 'Format-Table, module-qualified'; Script = { param($p) Get-Item -LiteralPath $p | Microsoft.PowerShell.Utility\Format-Table | Out-String } }
+            @{ Name = 'an alias of Out-String'; Script = { param($p) Set-Alias agOs Out-String; Get-Item -LiteralPath $p | agOs } }
+            @{ Name = 'Out-String found by Get-Command'; Script = { param($p) $c = Get-Command Out-String; Get-Item -LiteralPath $p | & $c } }
+        ) {
+            Invoke-InFreshWorker $Script -ArgumentList $script:Folder | Should -Be $script:Expected
+        }
+
+        It 'writes a file as the caller does when the first formatting command is Tee-Object -FilePath' {
+            $mine = Join-Path $TestDrive 'caller.txt'
+            $theirs = Join-Path $TestDrive 'task.txt'
+            $null = Get-Item -LiteralPath $script:Folder | Tee-Object -FilePath $mine
+            $null = Invoke-InFreshWorker { param($p, $f) Get-Item -LiteralPath $p | Tee-Object -FilePath $f } -ArgumentList $script:Folder, $theirs
+
+            Get-Content -LiteralPath $theirs -Raw | Should -Be (Get-Content -LiteralPath $mine -Raw)
+        }
+
+        It 'keeps the views of a module with a format file imported before the first formatting command' {
+            $folder = Join-Path $TestDrive 'AgViews'
+            $null = New-Item -ItemType Directory -Path $folder -Force
+            Set-Content -LiteralPath (Join-Path $folder 'AgViews.format.ps1xml') -Value @'
+<Configuration><ViewDefinitions><View><Name>AgViews.Thing</Name><ViewSelectedBy><TypeName>AgViews.Thing</TypeName></ViewSelectedBy>
+<CustomControl><CustomEntries><CustomEntry><CustomItem><Text>thing view</Text></CustomItem></CustomEntry></CustomEntries></CustomControl>
+</View></ViewDefinitions></Configuration>
+'@
+            New-ModuleManifest -Path (Join-Path $folder 'AgViews.psd1') -FormatsToProcess 'AgViews.format.ps1xml'
+
+            $r = Invoke-InFreshWorker {
+                param($m, $p)
+                Import-Module $m
+                ([pscustomobject]@{ PSTypeName = 'AgViews.Thing'; A = 1 } | Out-String).Trim()
+                Get-Item -LiteralPath $p | Out-String
+            } -ArgumentList (Join-Path $folder 'AgViews.psd1'), $script:Folder
+
+            $r | Should -Be @('thing view', $script:Expected)
+        }
+    }
+
     Context 'the per-item loop of a plain script block runs in C# (issue 11)' {
         It 'keeps each item''s variables to itself on one worker' {
             1..3 | Invoke-Gather { $seen = $mine; $mine = $_; "[$seen]" } -ThrottleLimit 1 | Should -Be @('[]', '[]', '[]')

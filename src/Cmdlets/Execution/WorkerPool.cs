@@ -34,6 +34,7 @@ internal sealed class WorkerPool
     private readonly string[] _modules;
     private readonly object _sessionStateGate = new();
     private InitialSessionState? _sessionState;
+    private SessionStateFormatEntry[] _deferredFormats = Array.Empty<SessionStateFormatEntry>();
 
     private WorkerPool(string[] modules) => _modules = modules;
 
@@ -261,6 +262,8 @@ internal sealed class WorkerPool
     /// every PSModulePath folder and cost each new worker 20-200 ms, against a few milliseconds more
     /// at open. Other modules still autoload as usual. AsyncGroup itself is imported on first use
     /// (<see cref="OwnModuleImport"/>) unless -ImportModule names modules, which may need it first.
+    /// The default format data is given to a worker on its first formatting command
+    /// (<see cref="DeferredFormatData"/>).
     /// </remarks>
     private InitialSessionState SessionState
     {
@@ -271,6 +274,7 @@ internal sealed class WorkerPool
                 if (_sessionState is null)
                 {
                     InitialSessionState iss = InitialSessionState.CreateDefault();
+                    _deferredFormats = DeferredFormatData.Split(iss);
                     string[] eager = LazyOwnModule is null ? _modules : Array.Empty<string>();
                     if (eager.Length > 0)
                     {
@@ -311,6 +315,7 @@ internal sealed class WorkerPool
             throw;
         }
 
+        DeferredFormatData.Install(runspace, _deferredFormats);
         OwnModuleImport? import = LazyOwnModule is { } own ? OwnModuleImport.Install(runspace, own) : null;
         Interlocked.Increment(ref s_live);
         return new Worker(this, runspace) { OwnImport = import };
