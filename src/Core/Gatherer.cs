@@ -341,9 +341,12 @@ public sealed class Gatherer<T>
             tasks = _tasks.ToArray();
         }
 
-        foreach (WorkTask<T> task in tasks)
+        // Last added first: the tasks still waiting for a slot or a worker are the later ones, and
+        // a cancelled running task frees its worker, which takes the next waiting task at once:
+        // cancelled in input order, that task could start after the gather had already stopped.
+        for (int i = tasks.Length - 1; i >= 0; i--)
         {
-            task.Cancel(); // false, and nothing else, for a task already done
+            tasks[i].Cancel(); // false, and nothing else, for a task already done
         }
     }
 

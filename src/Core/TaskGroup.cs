@@ -348,11 +348,13 @@ public sealed class TaskGroup
             children = _children.ToArray();
         }
 
-        foreach (WorkTask child in children)
+        // Last started first, for the reason Gatherer gives: a worker freed by a cancelled child
+        // takes the next waiting child at once, which must be cancelled by then.
+        for (int i = children.Length - 1; i >= 0; i--)
         {
-            if (!child.IsShielded)
+            if (!children[i].IsShielded)
             {
-                child.Cancel(); // false, and nothing else, for a child already done
+                children[i].Cancel(); // false, and nothing else, for a child already done
             }
         }
     }

@@ -218,6 +218,51 @@ public class GatherTests
     }
 
     [Fact]
+    public async Task Stopping_cancels_a_waiting_task_before_the_running_one_whose_cancellation_frees_its_worker()
+    {
+        // A worker whose task is cancelled takes the next waiting one at once: if that one was not
+        // cancelled yet, it would start after the gather had already failed (seen in Invoke-Gather
+        // under load). The running task's cancellation here records whether the waiting task it
+        // would take next was already cancelled.
+        var fail = new TaskCompletionSource<bool>();
+        WorkTask<int>? waiting = null;
+        bool? waitingCancelledFirst = null;
+        var gatherer = new Gatherer<int>();
+        _ = gatherer.Add(async ct =>
+        {
+            var freed = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+            using (ct.Register(() =>
+            {
+                waitingCancelledFirst = waiting!.IsCancellationRequested;
+                freed.TrySetResult(true);
+            }))
+            {
+                await freed.Task;
+            }
+
+            ct.ThrowIfCancellationRequested();
+            return 1;
+        });
+        _ = gatherer.Add(async _ =>
+        {
+            await fail.Task;
+            throw new InvalidOperationException("boom");
+        });
+        waiting = gatherer.Add(async ct =>
+        {
+            await Task.Delay(Timeout.Infinite, ct);
+            return 3;
+        });
+        gatherer.Seal();
+
+        fail.SetResult(true);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => gatherer.GetResultsAsync().Bounded());
+
+        Assert.True(waitingCancelledFirst);
+        Assert.Equal(WorkTaskState.Cancelled, waiting.State);
+    }
+
+    [Fact]
     public async Task Cancelling_the_gathers_owner_cancels_every_child_and_throws_OperationCanceledException()
     {
         using var owner = new CancellationTokenSource();

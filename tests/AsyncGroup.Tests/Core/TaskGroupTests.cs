@@ -36,6 +36,50 @@ public class TaskGroupTests
     }
 
     [Fact]
+    public async Task A_failure_cancels_a_waiting_child_before_the_running_one_whose_cancellation_frees_its_worker()
+    {
+        // As for a gather: a worker freed by a cancelled child takes the next waiting child at once,
+        // which must already be cancelled, or it would start after the group had failed.
+        WorkTask<int>? waiting = null;
+        bool? waitingCancelledFirst = null;
+
+        await Assert.ThrowsAsync<TaskGroupException>(() => TaskGroup.RunAsync(async (g, body) =>
+        {
+            var fail = NewGate();
+            _ = g.Start(async ct =>
+            {
+                var freed = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+                using (ct.Register(() =>
+                {
+                    waitingCancelledFirst = waiting!.IsCancellationRequested;
+                    freed.TrySetResult(true);
+                }))
+                {
+                    await freed.Task;
+                }
+
+                ct.ThrowIfCancellationRequested();
+                return 1;
+            });
+            _ = g.Start<int>(async _ =>
+            {
+                await fail.Task;
+                throw new InvalidOperationException("boom");
+            });
+            waiting = g.Start(async ct =>
+            {
+                await Task.Delay(Timeout.Infinite, ct);
+                return 3;
+            });
+            fail.SetResult();
+            await Task.Delay(Timeout.Infinite, body);
+        }).Bounded());
+
+        Assert.True(waitingCancelledFirst);
+        Assert.Equal(WorkTaskState.Cancelled, waiting!.State);
+    }
+
+    [Fact]
     public async Task One_child_cancelled_via_Cancel_while_the_others_finish_is_not_an_error()
     {
         WorkTask<int>? cancelled = null, finished = null;
