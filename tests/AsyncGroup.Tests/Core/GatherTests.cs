@@ -227,34 +227,18 @@ public class GatherTests
         var fail = new TaskCompletionSource<bool>();
         WorkTask<int>? waiting = null;
         bool? waitingCancelledFirst = null;
+        var running = NewGate();
         var gatherer = new Gatherer<int>();
-        _ = gatherer.Add(async ct =>
-        {
-            var freed = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
-            using (ct.Register(() =>
-            {
-                waitingCancelledFirst = waiting!.IsCancellationRequested;
-                freed.TrySetResult(true);
-            }))
-            {
-                await freed.Task;
-            }
-
-            ct.ThrowIfCancellationRequested();
-            return 1;
-        });
+        _ = gatherer.Add(NoteNextCancelledOnCancel(running, () => waiting, c => waitingCancelledFirst = c));
         _ = gatherer.Add(async _ =>
         {
             await fail.Task;
             throw new InvalidOperationException("boom");
         });
-        waiting = gatherer.Add(async ct =>
-        {
-            await Task.Delay(Timeout.Infinite, ct);
-            return 3;
-        });
+        waiting = gatherer.Add(UntilCancelled);
         gatherer.Seal();
 
+        await running.Task.Bounded();
         fail.SetResult(true);
         await Assert.ThrowsAsync<InvalidOperationException>(() => gatherer.GetResultsAsync().Bounded());
 

@@ -46,31 +46,15 @@ public class TaskGroupTests
         await Assert.ThrowsAsync<TaskGroupException>(() => TaskGroup.RunAsync(async (g, body) =>
         {
             var fail = NewGate();
-            _ = g.Start(async ct =>
-            {
-                var freed = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
-                using (ct.Register(() =>
-                {
-                    waitingCancelledFirst = waiting!.IsCancellationRequested;
-                    freed.TrySetResult(true);
-                }))
-                {
-                    await freed.Task;
-                }
-
-                ct.ThrowIfCancellationRequested();
-                return 1;
-            });
+            var running = NewGate();
+            _ = g.Start(NoteNextCancelledOnCancel(running, () => waiting, c => waitingCancelledFirst = c));
             _ = g.Start<int>(async _ =>
             {
                 await fail.Task;
                 throw new InvalidOperationException("boom");
             });
-            waiting = g.Start(async ct =>
-            {
-                await Task.Delay(Timeout.Infinite, ct);
-                return 3;
-            });
+            waiting = g.Start(UntilCancelled);
+            await running.Task;
             fail.SetResult();
             await Task.Delay(Timeout.Infinite, body);
         }).Bounded());

@@ -61,6 +61,28 @@ internal static class TestAsync
         return -1;
     };
 
+    /// <summary>
+    /// Work that signals <paramref name="running"/> and runs until cancelled; its cancellation notes
+    /// whether the task <paramref name="next"/> gives was already cancelled — whether a worker it
+    /// freed could still start that task.
+    /// </summary>
+    public static Func<CancellationToken, Task<int>> NoteNextCancelledOnCancel(TaskCompletionSource running, Func<WorkTask?> next, Action<bool> note) => async ct =>
+    {
+        var freed = NewGate();
+        using (ct.Register(() =>
+        {
+            note(next()!.IsCancellationRequested);
+            freed.TrySetResult();
+        }))
+        {
+            running.TrySetResult();
+            await freed.Task;
+        }
+
+        ct.ThrowIfCancellationRequested();
+        return -1;
+    };
+
     /// <summary>Work that signals <paramref name="started"/>, waits for <paramref name="release"/> (ignoring cancellation), then returns <paramref name="value"/>.</summary>
     public static Func<CancellationToken, Task<int>> SignalThenWait(TaskCompletionSource started, TaskCompletionSource release, int value) => async _ =>
     {
