@@ -414,6 +414,8 @@ public static class Gather
         gatherer.Seal();
     }
 
+    // Not copied: DeferTaskTimeout, since a work given here never sees its task and so could never
+    // start its own timeout (each would run without one), and ReleaseSettled, since these read Tasks.
     private static GatherOptions WithReturnExceptions(GatherOptions? options, bool value) => new()
     {
         ReturnExceptions = value,
