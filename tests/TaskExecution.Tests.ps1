@@ -318,8 +318,9 @@ Describe 'Task execution' {
                 Invoke-Gather $ScriptBlock -ImportModule $module -ArgumentList $ArgumentList -ThrottleLimit 1
             }
 
-            $script:Folder = (Get-Item -LiteralPath $TestDrive).FullName
-            $script:Expected = Get-Item -LiteralPath $script:Folder | Out-String
+            # A file nothing else touches: a folder's time would change as the tests add to it.
+            $script:Item = (New-Item -ItemType File -Path (Join-Path $TestDrive 'shown/item.txt') -Value 'x' -Force).FullName
+            $script:Expected = Get-Item -LiteralPath $script:Item | Out-String
         }
 
         It 'gives a new worker the default views only when it first formats' {
@@ -338,14 +339,14 @@ Describe 'Task execution' {
             @{ Name = 'an alias of Out-String'; Script = { param($p) Set-Alias agOs Out-String; Get-Item -LiteralPath $p | agOs } }
             @{ Name = 'Out-String found by Get-Command'; Script = { param($p) $c = Get-Command Out-String; Get-Item -LiteralPath $p | & $c } }
         ) {
-            Invoke-InFreshWorker $Script -ArgumentList $script:Folder | Should -Be $script:Expected
+            Invoke-InFreshWorker $Script -ArgumentList $script:Item | Should -Be $script:Expected
         }
 
         It 'writes a file as the caller does when the first formatting command is Tee-Object -FilePath' {
             $mine = Join-Path $TestDrive 'caller.txt'
             $theirs = Join-Path $TestDrive 'task.txt'
-            $null = Get-Item -LiteralPath $script:Folder | Tee-Object -FilePath $mine
-            $null = Invoke-InFreshWorker { param($p, $f) Get-Item -LiteralPath $p | Tee-Object -FilePath $f } -ArgumentList $script:Folder, $theirs
+            $null = Get-Item -LiteralPath $script:Item | Tee-Object -FilePath $mine
+            $null = Invoke-InFreshWorker { param($p, $f) Get-Item -LiteralPath $p | Tee-Object -FilePath $f } -ArgumentList $script:Item, $theirs
 
             Get-Content -LiteralPath $theirs -Raw | Should -Be (Get-Content -LiteralPath $mine -Raw)
         }
@@ -365,7 +366,7 @@ Describe 'Task execution' {
                 Import-Module $m
                 ([pscustomobject]@{ PSTypeName = 'AgViews.Thing'; A = 1 } | Out-String).Trim()
                 Get-Item -LiteralPath $p | Out-String
-            } -ArgumentList (Join-Path $folder 'AgViews.psd1'), $script:Folder
+            } -ArgumentList (Join-Path $folder 'AgViews.psd1'), $script:Item
 
             $r | Should -Be @('thing view', $script:Expected)
         }
