@@ -463,6 +463,24 @@ Describe 'Preferences of tasks and group bodies' {
         ($run.Output -join "`n") | Should -Match 'after the error'
     }
 
+    It 'goes on when the caller''s host cannot ask under Inquire: that record fails with an error, as Write-Warning''s would' {
+        # The child runs -NonInteractive: its host refuses to prompt. The relay of the warning
+        # used to end Invoke-Gather there, dropping what the other items wrote.
+        $command = 'Import-Module $env:ASYNCGROUP_MANIFEST; $WarningPreference = "Inquire"; 1..3 | Invoke-Gather { if ($_ -eq 1) { Write-Warning "agAsk" }; "after $_" } -ThrottleLimit 1 2>$null; "next line"; "error: " + $Error[0].Exception.Message'
+        $run = Invoke-ChildPowerShell -Command $command -TimeoutSeconds 90
+
+        $run.TimedOut | Should -BeFalse
+        $run.ExitCode | Should -Be 0
+        $run.Output | Where-Object { $_ -notmatch 'agAsk' } | Select-Object -First 4 | Should -Be @('after 1', 'after 2', 'after 3', 'next line')
+        $run.Output[-1] | Should -Match 'NonInteractive'
+    }
+
+    It 'still ends the call at a task''s warning under -WarningAction Stop' {
+        $err = try { 1..3 | Invoke-Gather { if ($_ -eq 1) { Write-Warning 'agStop' }; "after $_" } -ThrottleLimit 1 -WarningAction Stop } catch { $_ }
+
+        $err.FullyQualifiedErrorId | Should -Be 'ActionPreferenceStop,AsyncGroup.Commands.InvokeGatherCommand'
+    }
+
     It 'runs them with Ignore for -ErrorAction Ignore' -Skip:($PSVersionTable.PSVersion.Major -lt 7) {
         $seen = & { $ErrorActionPreference = 'Continue'; Get-SeenPreference ErrorActionPreference -With @{ ErrorAction = 'Ignore' } }
 

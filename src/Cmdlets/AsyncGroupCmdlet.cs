@@ -343,16 +343,10 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                 WriteError(ErrorHelper.Preserve((ErrorRecord)message.Payload!));
                 break;
             case StreamKind.Warning:
-                WriteWarning(message.Payload is WarningRecord w ? w.Message : message.Payload?.ToString());
-                break;
             case StreamKind.Verbose:
-                WriteVerbose(message.Payload is VerboseRecord v ? v.Message : message.Payload?.ToString());
-                break;
             case StreamKind.Debug:
-                WriteDebug(message.Payload is DebugRecord d ? d.Message : message.Payload?.ToString());
-                break;
             case StreamKind.Information:
-                WriteInformation((InformationRecord)message.Payload!);
+                WriteMessageRecord(message);
                 break;
             case StreamKind.Progress:
                 WriteProgress((ProgressRecord)message.Payload!);
@@ -365,6 +359,41 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                 break;
             case StreamKind.Wake:
                 break;
+        }
+    }
+
+    /// <summary>
+    /// Writes a task's warning, verbose, debug or information record. Under an Inquire preference
+    /// the write asks the caller's host, which may be unable to ask (a -NonInteractive process, no
+    /// console input): then, as a Write-Warning in a script would, that one record fails with an
+    /// error and the call goes on. A stop (Ctrl+C, a Stop preference, Halt at the prompt) still
+    /// ends the call.
+    /// </summary>
+    private void WriteMessageRecord(StreamMessage message)
+    {
+        try
+        {
+            switch (message.Kind)
+            {
+                case StreamKind.Warning:
+                    WriteWarning(message.Payload is WarningRecord w ? w.Message : message.Payload?.ToString());
+                    break;
+                case StreamKind.Verbose:
+                    WriteVerbose(message.Payload is VerboseRecord v ? v.Message : message.Payload?.ToString());
+                    break;
+                case StreamKind.Debug:
+                    WriteDebug(message.Payload is DebugRecord d ? d.Message : message.Payload?.ToString());
+                    break;
+                default:
+                    WriteInformation((InformationRecord)message.Payload!);
+                    break;
+            }
+        }
+        catch (Exception ex) when (ex is not PipelineStoppedException && ex is not ActionPreferenceStopException)
+        {
+            WriteError(ex is IContainsErrorRecord { ErrorRecord: { } record }
+                ? new ErrorRecord(record, ex)
+                : new ErrorRecord(ex, ex.GetType().FullName, ErrorCategory.NotSpecified, message.Task));
         }
     }
 
