@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Runspaces;
 using System.Threading;
@@ -57,14 +58,9 @@ internal sealed class DeferredFormatData
     /// </summary>
     internal static SessionStateFormatEntry[] Split(InitialSessionState sessionState)
     {
-        var defaults = new List<SessionStateFormatEntry>();
-        foreach (SessionStateFormatEntry entry in sessionState.Formats)
-        {
-            defaults.Add(entry);
-        }
-
+        SessionStateFormatEntry[] defaults = sessionState.Formats.ToArray();
         sessionState.Formats.Clear();
-        return defaults.ToArray();
+        return defaults;
     }
 
     /// <summary>Hooks a newly opened worker runspace (before its driver starts).</summary>
@@ -106,12 +102,7 @@ internal sealed class DeferredFormatData
             _commands.PostCommandLookupAction = (EventHandler<CommandLookupEventArgs>?)Delegate.Remove(
                 _commands.PostCommandLookupAction, new EventHandler<CommandLookupEventArgs>(OnLookup));
             InitialSessionStateEntryCollection<SessionStateFormatEntry> formats = _runspace.InitialSessionState.Formats;
-            var added = new List<SessionStateFormatEntry>();
-            foreach (SessionStateFormatEntry entry in formats)
-            {
-                added.Add(entry);
-            }
-
+            SessionStateFormatEntry[] added = formats.ToArray();
             formats.Clear();
             foreach (SessionStateFormatEntry entry in _defaults)
             {
