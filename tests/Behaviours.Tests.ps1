@@ -560,6 +560,24 @@ Describe 'Session fidelity' {
         finally { Pop-Location }
     }
 
+    It 'follows a drive made again under the same name to another folder' {
+        # The caller's provider path is kept per drive between calls: a drive removed and made
+        # again is another drive, even at the same path by name.
+        $a = Join-Path $TestDrive 'drive-a'
+        $b = Join-Path $TestDrive 'drive-b'
+        $null = New-Item -ItemType Directory -Path $a, $b -Force
+        try {
+            $null = New-PSDrive -Name AgSameName -PSProvider FileSystem -Root $a
+            Push-Location AgSameName:\
+            try { Invoke-Gather { $PWD.ProviderPath } | Should -Be (Get-Item -LiteralPath $a).FullName } finally { Pop-Location }
+            Remove-PSDrive -Name AgSameName
+            $null = New-PSDrive -Name AgSameName -PSProvider FileSystem -Root $b
+            Push-Location AgSameName:\
+            try { Invoke-Gather { $PWD.ProviderPath } | Should -Be (Get-Item -LiteralPath $b).FullName } finally { Pop-Location }
+        }
+        finally { Remove-PSDrive -Name AgSameName -ErrorAction SilentlyContinue }
+    }
+
     It 'starts the workers in the caller''s current location on another provider' {
         Push-Location Env:
         try {
