@@ -32,9 +32,9 @@ public abstract class WorkTask
 
     private static long s_lastId;
 
-    // Queued with ThreadPool.QueueUserWorkItem rather than Task.Run(RunAsync): same pool, same
+    // Queued with ThreadPool.QueueUserWorkItem rather than Task.Run(Run): same pool, same
     // ExecutionContext flow, but no delegate, Task<Task> and unwrap promise per task.
-    private static readonly WaitCallback s_run = static s => _ = ((WorkTask)s!).RunAsync();
+    private static readonly WaitCallback s_run = static s => ((WorkTask)s!).Run();
 
     private readonly object _gate = new();
     // Made when Completion is first read (under the gate): most tasks of a long gather are never
@@ -50,6 +50,8 @@ public abstract class WorkTask
     private CancellationTokenSource? _timeoutCts;
     private bool _timeoutDone;
     private Task? _slot;
+    private Task? _work; // the work's task while it runs (see RunWork)
+    private bool _slotTaken;
     private readonly bool _startInline;
     private readonly bool _deferTimeout;
     // Done callbacks in registration order, linked through their entries: a task of a gather has
@@ -232,14 +234,14 @@ public abstract class WorkTask
 
         // Queue for a slot here, on the creator's thread: the limiter admits waiters first-in
         // first-out, so tasks are admitted in creation order. Queued from the pool instead, the
-        // order would be whatever order the pool ran RunAsync in (LIFO for a pool thread's own queue).
+        // order would be whatever order the pool ran Run in (LIFO for a pool thread's own queue).
         _slot = _limiter?.WaitAsync(CancellationToken);
 
         // Never run user work on the creator's thread: creating a task must not block — unless
         // the creator declared that the work's synchronous part only hands off (StartInline).
         if (_startInline)
         {
-            _ = RunAsync();
+            Run();
         }
         else
         {
@@ -251,78 +253,145 @@ public abstract class WorkTask
 
     private protected abstract void SetResult();
 
-    private async Task RunAsync()
+    /// <summary>Runs the work once a slot is taken (at once without a limiter).</summary>
+    private void Run()
     {
-        bool slotTaken = false;
+        if (_slot is null)
+        {
+            RunWork(slotTaken: false);
+        }
+        else
+        {
+            _ = RunAfterSlotAsync();
+        }
+    }
+
+    private async Task RunAfterSlotAsync()
+    {
         try
         {
-            if (_slot is not null)
+            await _slot!.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException oce)
+        {
+            TryFinish(WorkTaskState.Cancelled, oce, setResult: false);
+            EndRun(slotTaken: false);
+            return;
+        }
+
+        RunWork(slotTaken: true);
+    }
+
+    /// <summary>
+    /// Moves the task to Running, invokes the work and settles the task when the work ends.
+    /// Without an async state machine: a gather over a long pipeline runs this once per input,
+    /// and the continuation is one delegate on the work's task, run where the work completes.
+    /// </summary>
+    private void RunWork(bool slotTaken)
+    {
+        bool cancelledWhileQueued = false;
+        lock (_gate)
+        {
+            if (State != WorkTaskState.Pending)
             {
-                try
-                {
-                    await _slot.ConfigureAwait(false);
-                    slotTaken = true;
-                }
-                catch (OperationCanceledException oce)
-                {
-                    TryFinish(WorkTaskState.Cancelled, oce, setResult: false);
-                    return;
-                }
+                cancelledWhileQueued = true;
             }
-
-            lock (_gate)
+            else
             {
-                if (State != WorkTaskState.Pending)
-                {
-                    return; // cancelled while queued
-                }
-
                 _startUtc = DateTime.UtcNow;
                 Volatile.Write(ref _state, (int)WorkTaskState.Running);
             }
-
-            if (!_deferTimeout)
-            {
-                StartTimeout();
-            }
-
-            try
-            {
-                await InvokeWorkAsync(CancellationToken).ConfigureAwait(false);
-                TryFinish(WorkTaskState.Completed, null, setResult: true);
-            }
-            catch (OperationCanceledException oce) when (IsCancellationRequested)
-            {
-                if (Volatile.Read(ref _cancelCause) == CauseTimeout)
-                {
-                    TryFinish(WorkTaskState.Failed, new TimeoutException(
-                        $"Task '{Name}' did not finish within its timeout of {_timeout!.Value.TotalSeconds:0.###} s.", oce), setResult: false);
-                }
-                else
-                {
-                    TryFinish(WorkTaskState.Cancelled, oce, setResult: false);
-                }
-            }
-            catch (Exception ex)
-            {
-                TryFinish(WorkTaskState.Failed, ex, setResult: false);
-            }
         }
-        finally
+
+        if (cancelledWhileQueued)
         {
-            if (slotTaken)
-            {
-                _limiter!.Release();
-            }
-
-            lock (_gate)
-            {
-                _timeoutCts?.Dispose();
-                _timeoutDone = true;
-            }
-
-            _parentRegistration.Dispose();
+            EndRun(slotTaken); // outside the gate: disposing the parent registration waits for a running cancel callback, which takes it
+            return;
         }
+
+        if (!_deferTimeout)
+        {
+            StartTimeout();
+        }
+
+        Task work;
+        try
+        {
+            work = InvokeWorkAsync(CancellationToken);
+        }
+        catch (Exception ex)
+        {
+            // Thrown before the work returned its task: settled as if its task had faulted.
+            Settle(ex);
+            EndRun(slotTaken);
+            return;
+        }
+
+        if (work.IsCompleted)
+        {
+            WorkEnded(work, slotTaken);
+            return;
+        }
+
+        _work = work;
+        _slotTaken = slotTaken;
+        work.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(OnWorkEnded);
+    }
+
+    private void OnWorkEnded() => WorkEnded(_work!, _slotTaken);
+
+    private void WorkEnded(Task work, bool slotTaken)
+    {
+        _work = null;
+        try
+        {
+            work.GetAwaiter().GetResult(); // rethrows the work's failure or cancellation, as await does
+            TryFinish(WorkTaskState.Completed, null, setResult: true);
+        }
+        catch (Exception ex)
+        {
+            Settle(ex);
+        }
+
+        EndRun(slotTaken);
+    }
+
+    /// <summary>Settles the task after its work threw <paramref name="ex"/>.</summary>
+    private void Settle(Exception ex)
+    {
+        if (ex is OperationCanceledException oce && IsCancellationRequested)
+        {
+            if (Volatile.Read(ref _cancelCause) == CauseTimeout)
+            {
+                TryFinish(WorkTaskState.Failed, new TimeoutException(
+                    $"Task '{Name}' did not finish within its timeout of {_timeout!.Value.TotalSeconds:0.###} s.", oce), setResult: false);
+            }
+            else
+            {
+                TryFinish(WorkTaskState.Cancelled, oce, setResult: false);
+            }
+        }
+        else
+        {
+            TryFinish(WorkTaskState.Failed, ex, setResult: false);
+        }
+    }
+
+    /// <summary>What follows the work, however it ended: its slot, its timer and its parent registration are let go.</summary>
+    private void EndRun(bool slotTaken)
+    {
+        if (slotTaken)
+        {
+            _limiter!.Release();
+        }
+
+        lock (_gate)
+        {
+            _timeoutCts?.Dispose();
+            _timeoutDone = true;
+        }
+
+        _parentRegistration.Dispose();
     }
 
     /// <summary>
