@@ -628,6 +628,32 @@ foreach ($timeout in 0.05, 0.1, 0.2, 0.3) {
     }
 
     Context 'long pipelines (a task is let go once its output is written)' {
+        It 'reads its input only a bounded distance ahead of its workers' {
+            # The producer notes how far it has got past the tasks that started. Without
+            # back-pressure it read all 1,000 items while the first eight ran; with it, at most
+            # max(512, 4 x ThrottleLimit) tasks wait in the queue, plus those running.
+            $c = New-SyncHashtable
+            $c.Started = 0; $c.Ahead = 0
+
+            $out = & {
+                foreach ($i in 1..1000) {
+                    $ahead = $i - $c.Started
+                    if ($ahead -gt $c.Ahead) { $c.Ahead = $ahead }
+                    $i
+                }
+            } | Invoke-Gather -ThrottleLimit 8 {
+                $s = $using:c
+                [System.Threading.Monitor]::Enter($s.SyncRoot)
+                try { $s.Started++ } finally { [System.Threading.Monitor]::Exit($s.SyncRoot) }
+                Start-Sleep -Milliseconds 10
+                $_
+            }
+
+            $out | Should -Be (1..1000)
+            $c.Ahead | Should -BeLessOrEqual 522
+            $c.Ahead | Should -BeGreaterThan 256 # it does read ahead, to keep its workers fed
+        }
+
         It 'lets go of an item''s output object once written, while the call still runs' {
             $probe = @{ Written = [System.Threading.ManualResetEventSlim]::new($false) }
 

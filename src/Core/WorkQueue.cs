@@ -22,6 +22,10 @@ namespace AsyncGroup.Core;
 /// spinner takes it. When items arrive a few microseconds apart (a fast producer feeding trivial
 /// items), a worker goes from one item to the next without a sleep and a wake-up per item.
 /// </para>
+/// <para>
+/// Back-pressure: a producer that outruns its workers can wait (<see cref="WaitForRoom"/>) until
+/// the queue is down to a given length, woken once when it is, not once per item taken.
+/// </para>
 /// </remarks>
 public sealed class WorkQueue<T>
     where T : class
@@ -40,6 +44,8 @@ public sealed class WorkQueue<T>
     private int _spinning; // spinning before blocking: 0 or 1
     private int _unqueued;
     private bool _completed; // written under the gate, read by the spinner without it
+    private int _roomAt = -1; // a producer waits until at most this many items are queued; -1: none waits
+    private ManualResetEventSlim? _room; // made on the first wait for room, set when there is room
 
     /// <summary>Creates a queue served by at most <paramref name="maxWorkers"/> workers.</summary>
     /// <param name="maxWorkers">The most workers the queue asks for.</param>
@@ -84,6 +90,18 @@ public sealed class WorkQueue<T>
             lock (_gate)
             {
                 return _waiting + _spinning;
+            }
+        }
+    }
+
+    /// <summary>True while a producer waits for room (<see cref="WaitForRoom"/>).</summary>
+    public bool ProducerWaiting
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _roomAt >= 0;
             }
         }
     }
@@ -168,6 +186,7 @@ public sealed class WorkQueue<T>
 
                     _ring[(_head + _count - 1) % _ring.Length] = null;
                     Volatile.Write(ref _count, _count - 1);
+                    SignalRoomLocked();
                     return true;
                 }
             }
@@ -250,6 +269,46 @@ public sealed class WorkQueue<T>
         }
     }
 
+    /// <summary>
+    /// Blocks the producer until at most <paramref name="count"/> items are queued (taken by
+    /// workers, or removed), for up to <paramref name="millisecondsTimeout"/>
+    /// (<see cref="Timeout.Infinite"/>: no limit). True when there is room; false on timeout.
+    /// One producer at a time.
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
+    public bool WaitForRoom(int count, int millisecondsTimeout, CancellationToken cancellationToken = default)
+    {
+        if (count < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count), count, "The length to wait for must be zero or more.");
+        }
+
+        ManualResetEventSlim room;
+        lock (_gate)
+        {
+            if (_count <= count)
+            {
+                return true;
+            }
+
+            room = _room ??= new ManualResetEventSlim(false);
+            room.Reset();
+            _roomAt = count;
+        }
+
+        try
+        {
+            return room.Wait(millisecondsTimeout, cancellationToken) || Count <= count;
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                _roomAt = -1;
+            }
+        }
+    }
+
     /// <summary>A worker left (drained, failed or abandoned). True when a replacement should start.</summary>
     public bool WorkerLeft()
     {
@@ -328,7 +387,18 @@ public sealed class WorkQueue<T>
         _ring[_head] = null;
         _head = (_head + 1) % _ring.Length;
         Volatile.Write(ref _count, _count - 1);
+        SignalRoomLocked();
         return item;
+    }
+
+    /// <summary>Wakes a producer waiting for room once the queue is down to the length it waits for.</summary>
+    private void SignalRoomLocked()
+    {
+        if (_roomAt >= 0 && _count <= _roomAt)
+        {
+            _roomAt = -1;
+            _room!.Set();
+        }
     }
 
     private void GrowIfFullLocked()

@@ -22,6 +22,10 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     private const string TaskSet = "Task";
     private const int ProgressActivityId = 0x4147; // 'AG': distinct from the tasks' own progress bars
     private const int ReportedPositions = 10; // cancelled items named in the warning
+    private const int QueuedPerWorker = 4;    // back-pressure (WaitForRoom): tasks queued per worker at most,
+    private const int MinQueueBound = 512;    // and never fewer than this (32 let fast workers run dry)
+    private const int ProgressTickMilliseconds = 250;
+    private const int RoomWaitMilliseconds = 20; // see WaitForRoom
 
     // Only what can still matter to the call is kept per task: a task leaves these tables once its
     // output is written (or, after a fail-fast stop, once it is done), so a long pipeline holds the
@@ -43,6 +47,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     private int _cancelled;  // tasks that ended Cancelled
     private int _cancelledNeverStarted;
     private int _throttle;
+    private int _queueBound; // see WaitForRoom
     private bool _progressShown;
 
     /// <summary>Creates the cmdlet.</summary>
@@ -157,6 +162,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         {
             // Remote: one worker per session at most (a session runs one task at a time).
             _pipelineBatch = Session is null ? CreateBatch(ScriptBlock[0], limit) : CreateBatch(ScriptBlock[0], Math.Min(limit, sessions), Session);
+            _queueBound = Math.Max(MinQueueBound, QueuedPerWorker * limit);
         }
     }
 
@@ -202,6 +208,53 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
 
             AddTask(_pipelineBatch!, InputObject, hasInput: true);
             DrainAvailable(_onTaskDone);
+            WaitForRoom(_pipelineBatch!);
+        }
+    }
+
+    /// <summary>
+    /// Back-pressure. When the input comes faster than the workers run it, the tasks waiting for
+    /// a worker piled up without limit: a long upstream (every file of a tree, say) feeding slow
+    /// tasks was read to its end ahead of them, each item holding its input, its task and its
+    /// bookkeeping. Once <see cref="_queueBound"/> tasks wait, this thread takes no more input
+    /// until half of them have started, woken once then (not once per task), and writes what the
+    /// tasks write meanwhile every <see cref="RoomWaitMilliseconds"/> at the latest. The bound is
+    /// large on purpose: with fast items the workers must not run dry while this thread wakes up.
+    /// </summary>
+    /// <exception cref="PipelineStoppedException">The pipeline was stopped.</exception>
+    private void WaitForRoom(ScriptBatch batch)
+    {
+        if (batch.Queued < _queueBound)
+        {
+            return;
+        }
+
+        var sinceTick = Stopwatch.StartNew();
+
+        // A stopping gather (a failure, -Timeout) cancels what is queued: no more waiting.
+        while (_gatherer is not { IsStopping: true })
+        {
+            bool room;
+            try
+            {
+                room = batch.WaitForRoom(_queueBound / 2, RoomWaitMilliseconds, PipelineStopToken);
+            }
+            catch (OperationCanceledException)
+            {
+                throw new PipelineStoppedException();
+            }
+
+            DrainAvailable(_onTaskDone);
+            if (room)
+            {
+                return;
+            }
+
+            if (sinceTick.ElapsedMilliseconds >= ProgressTickMilliseconds)
+            {
+                sinceTick.Restart();
+                ShowProgress();
+            }
         }
     }
 

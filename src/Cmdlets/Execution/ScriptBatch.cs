@@ -35,6 +35,13 @@ internal sealed class ScriptBatch
     /// <summary>The remoting sessions the batch runs on (-Session); null for local workers.</summary>
     internal RemoteTarget? Remote { get; set; }
 
+    /// <summary>Tasks queued and not yet taken by a worker.</summary>
+    internal int Queued => _queue.Count;
+
+    /// <summary>Blocks the producer until at most <paramref name="count"/> tasks are queued, or the timeout; true when there is room.</summary>
+    internal bool WaitForRoom(int count, int millisecondsTimeout, CancellationToken cancellationToken) =>
+        _queue.WaitForRoom(count, millisecondsTimeout, cancellationToken);
+
     /// <summary>True while the batch may still hand out tasks.</summary>
     internal bool HasWork => _queue.HasWork;
 

@@ -292,6 +292,70 @@ public class WorkQueueTests
         Assert.Equal(expected, taken);
     }
 
+    [Fact]
+    public void WaitForRoom_returns_at_once_when_the_queue_is_short_enough()
+    {
+        var queue = QueueWith(1, "a", "b");
+        Assert.True(queue.WaitForRoom(2, 0));
+        Assert.True(queue.WaitForRoom(5, Timeout.Infinite));
+    }
+
+    [Fact]
+    public async Task WaitForRoom_wakes_the_producer_once_workers_take_the_queue_down_to_the_length()
+    {
+        var queue = QueueWith(1, "a", "b", "c", "d", "e");
+        Task<bool> producer = Task.Run(() => queue.WaitForRoom(2, Timeout.Infinite));
+        await WaitUntil(() => queue.ProducerWaiting);
+        Assert.Equal("a", queue.Take());
+        Assert.Equal("b", queue.Take());
+
+        // Three are left, one more than the producer waits for: it must still be waiting.
+        await Task.Delay(100);
+        Assert.False(producer.IsCompleted, "The producer was woken while the queue was still longer than it waits for.");
+        Assert.Equal("c", queue.Take());
+        Assert.True(await producer.Bounded());
+        Assert.Equal(2, queue.Count);
+    }
+
+    [Fact]
+    public void WaitForRoom_gives_false_when_no_room_is_made_in_time()
+    {
+        var queue = QueueWith(1, "a", "b", "c");
+        Assert.False(queue.WaitForRoom(1, 50));
+        Assert.Equal(3, queue.Count);
+    }
+
+    [Fact]
+    public async Task Removing_queued_items_makes_room_too()
+    {
+        var queue = QueueWith(1, "a", "b", "c");
+        Task<bool> producer = Task.Run(() => queue.WaitForRoom(2, Timeout.Infinite));
+        await WaitUntil(() => queue.ProducerWaiting);
+        Assert.True(queue.TryRemove("b"));
+        Assert.True(await producer.Bounded());
+
+        producer = Task.Run(() => queue.WaitForRoom(0, Timeout.Infinite));
+        await WaitUntil(() => queue.ProducerWaiting);
+        Assert.Equal(2, queue.RemoveAll().Count);
+        Assert.True(await producer.Bounded());
+    }
+
+    [Fact]
+    public async Task WaitForRoom_throws_when_its_token_is_cancelled()
+    {
+        var queue = QueueWith(1, "a", "b");
+        using var stop = new CancellationTokenSource();
+        Task<bool> producer = Task.Run(() => queue.WaitForRoom(0, Timeout.Infinite, stop.Token));
+        await WaitUntil(() => queue.ProducerWaiting);
+        stop.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => producer.Bounded());
+        Assert.False(queue.ProducerWaiting);
+
+        // The queue is as it was, and a later wait still works.
+        Assert.Equal(2, queue.Count);
+        Assert.True(queue.WaitForRoom(2, 0));
+    }
+
     private static async Task WaitUntil(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow + TestAsync.Deadline;
