@@ -334,6 +334,103 @@ Describe 'Start-TaskGroup' {
         }
     }
 
+    Context 'the body''s records under an Inquire preference' {
+        # The group relays the warning (verbose, debug, information) records its body writes.
+        # Under Inquire, where the host cannot ask (-NonInteractive, console input at its end),
+        # the relay's failure used to end the group and drop the rest of the body's output.
+        BeforeAll {
+            function Invoke-AnsweredChild {
+                # Like Invoke-ChildPowerShell, but the child can ask (it is not -NonInteractive)
+                # and reads the -Answer lines, then the end of its input, when it does. Returns the
+                # whole standard output as one string: an answer is not echoed, so what follows a
+                # prompt shares its line.
+                param(
+                    [Parameter(Mandatory)] [string] $Command,
+                    [string[]] $Answer = @(),
+                    [double] $TimeoutSeconds = 90
+                )
+
+                $pwsh = Get-PowerShellCommand
+                $info = [System.Diagnostics.ProcessStartInfo]::new()
+                $info.FileName = $pwsh.FilePath
+                $encoded = [Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes('Import-Module $env:ASYNCGROUP_MANIFEST; ' + $Command))
+                $info.Arguments = (@($pwsh.Arguments | ForEach-Object { '"' + $_ + '"' }) + @('-NoProfile', '-EncodedCommand', $encoded)) -join ' '
+                $info.UseShellExecute = $false
+                $info.RedirectStandardOutput = $true
+                $info.RedirectStandardError = $true
+                $info.RedirectStandardInput = $true
+                $info.EnvironmentVariables['ASYNCGROUP_MANIFEST'] = $script:AsyncGroupManifest
+
+                $process = [System.Diagnostics.Process]::Start($info)
+                try {
+                    foreach ($line in $Answer) { $process.StandardInput.WriteLine($line) }
+                    $process.StandardInput.Close()
+                    $stdout = $process.StandardOutput.ReadToEndAsync()
+                    $stderr = $process.StandardError.ReadToEndAsync()
+                    $exited = $process.WaitForExit([int]($TimeoutSeconds * 1000))
+                    if (-not $exited) {
+                        try { $process.Kill() } catch { $null = $_ }
+                        $null = $process.WaitForExit(10000)
+                    }
+                    else {
+                        $process.WaitForExit()
+                    }
+                    $null = [System.Threading.Tasks.Task]::WaitAll(@($stdout, $stderr), 10000)
+                    [pscustomobject]@{
+                        Text     = $stdout.Result
+                        Prompts  = [regex]::Matches($stdout.Result, 'Continue with this operation\?').Count
+                        TimedOut = -not $exited
+                    }
+                }
+                finally {
+                    $process.Dispose()
+                }
+            }
+        }
+
+        It 'goes on when the host cannot ask for a body''s <Write> record under $<Variable> = Inquire: that record fails with an error, as in a script' -ForEach @(
+            @{ Variable = 'WarningPreference'; Write = 'Write-Warning' }
+            @{ Variable = 'VerbosePreference'; Write = 'Write-Verbose' }
+            @{ Variable = 'DebugPreference'; Write = 'Write-Debug' }
+            @{ Variable = 'InformationPreference'; Write = 'Write-Information' }
+        ) {
+            # The child runs -NonInteractive: its host refuses to prompt.
+            $command = 'Import-Module $env:ASYNCGROUP_MANIFEST; $' + $Variable + ' = "Inquire"; Start-TaskGroup { ' + $Write + ' "agRecord"; "agAfter" } 2>$null; "agEnd"; "error: " + $Error[0].Exception.Message'
+            $run = Invoke-ChildPowerShell -Command $command -TimeoutSeconds 90
+
+            $run.TimedOut | Should -BeFalse
+            $run.ExitCode | Should -Be 0
+            $run.Output | Where-Object { $_ -notmatch 'agRecord' } | Select-Object -First 2 | Should -Be @('agAfter', 'agEnd')
+            $run.Output[-1] | Should -Match 'NonInteractive'
+        }
+
+        It 'goes on when the host cannot ask for a body''s warning under -WarningAction Inquire' {
+            # Here the group's own relay asks (the body runs with Continue).
+            $command = 'Import-Module $env:ASYNCGROUP_MANIFEST; Start-TaskGroup -WarningAction Inquire { Write-Warning "agRecord"; "agAfter" } 2>$null; "agEnd"; "error: " + $Error[0].Exception.Message'
+            $run = Invoke-ChildPowerShell -Command $command -TimeoutSeconds 90
+
+            $run.TimedOut | Should -BeFalse
+            $run.ExitCode | Should -Be 0
+            $run.Output | Where-Object { $_ -notmatch 'agRecord' } | Select-Object -First 2 | Should -Be @('agAfter', 'agEnd')
+            $run.Output[-1] | Should -Match 'NonInteractive'
+        }
+
+        It 'goes on when the console input has ended before a body''s warning asks' {
+            $run = Invoke-AnsweredChild -Command '$WarningPreference = "Inquire"; Start-TaskGroup { Write-Warning "agRecord"; "agAfter" } 2>$null; "agEnd"'
+
+            $run.TimedOut | Should -BeFalse
+            $run.Text | Should -Match '(?s)agAfter.*agEnd'
+        }
+
+        It 'still ends the group at a body''s warning under -WarningAction Stop' {
+            $out = [System.Collections.Generic.List[object]]::new()
+            $err = try { Start-TaskGroup -WarningAction Stop { Write-Warning 'agStop'; 'agAfter' } 3>$null | ForEach-Object { $out.Add($_) } } catch { $_ }
+
+            $err.FullyQualifiedErrorId | Should -Be 'ActionPreferenceStop,AsyncGroup.Commands.StartTaskGroupCommand'
+            $out | Should -HaveCount 0
+        }
+    }
+
     Context 'early stop downstream' {
         It 'stops the body, cancels the children and lets the caller go on once Select-Object -First 1 has its object' {
             # Run in a runspace of its own: a module that mishandles the downstream stop could end

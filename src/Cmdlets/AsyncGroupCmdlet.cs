@@ -363,15 +363,11 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     }
 
     /// <summary>
-    /// Writes a task's warning, verbose, debug or information record. Under an Inquire preference
-    /// the write asks the caller's host, which may be unable to ask (a -NonInteractive process, no
-    /// console input): then, as a Write-Warning in a script would, that one record fails with an
-    /// error and the call goes on. A stop (Ctrl+C, a Stop preference, Halt at the prompt) still
-    /// ends the call.
+    /// Writes a task's warning, verbose, debug or information record, a prompt the host cannot show
+    /// failing only that record (<see cref="WriteMessageOrError"/>).
     /// </summary>
-    private void WriteMessageRecord(StreamMessage message)
-    {
-        try
+    private void WriteMessageRecord(StreamMessage message) => WriteMessageOrError(
+        () =>
         {
             switch (message.Kind)
             {
@@ -388,12 +384,28 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                     WriteInformation((InformationRecord)message.Payload!);
                     break;
             }
+        },
+        message.Task);
+
+    /// <summary>
+    /// Runs <paramref name="write"/>, a write of a relayed warning, verbose, debug or information
+    /// record. Under an Inquire preference the write asks the caller's host, which may be unable to
+    /// ask (a -NonInteractive process, no console input): then, as a Write-Warning in a script would,
+    /// that one record fails with an error (about <paramref name="target"/> when PowerShell gives no
+    /// record of its own) and the call goes on. A stop (Ctrl+C, a Stop preference, Halt at the
+    /// prompt) still ends the call.
+    /// </summary>
+    internal void WriteMessageOrError(Action write, object? target)
+    {
+        try
+        {
+            write();
         }
         catch (Exception ex) when (ex is not PipelineStoppedException && ex is not ActionPreferenceStopException)
         {
             WriteError(ex is IContainsErrorRecord { ErrorRecord: { } record }
                 ? new ErrorRecord(record, ex)
-                : new ErrorRecord(ex, ex.GetType().FullName, ErrorCategory.NotSpecified, message.Task));
+                : new ErrorRecord(ex, ex.GetType().FullName, ErrorCategory.NotSpecified, target));
         }
     }
 

@@ -311,25 +311,41 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
 
     private void WriteBodyItem(PSObject item)
     {
-        switch (item.BaseObject)
+        if (item.BaseObject is WarningRecord or VerboseRecord or DebugRecord or InformationRecord)
         {
-            case WarningRecord w:
-                WriteWarning(w.Message);
-                break;
-            case VerboseRecord v:
-                WriteVerbose(v.Message);
-                break;
-            case DebugRecord d:
-                WriteDebug(d.Message);
-                break;
-            case InformationRecord i:
-                WriteInformation(i);
-                break;
-            default:
-                WriteObject(item);
-                break;
+            WriteBodyRecord(item.BaseObject);
+        }
+        else
+        {
+            WriteObject(item);
         }
     }
+
+    /// <summary>
+    /// Relays a warning, verbose, debug or information record the body wrote. A prompt the host
+    /// cannot show fails this record alone, as it would in a script
+    /// (<see cref="AsyncGroupCmdlet.WriteMessageOrError"/>): the group goes on.
+    /// </summary>
+    private void WriteBodyRecord(object record) => WriteMessageOrError(
+        () =>
+        {
+            switch (record)
+            {
+                case WarningRecord w:
+                    WriteWarning(w.Message);
+                    break;
+                case VerboseRecord v:
+                    WriteVerbose(v.Message);
+                    break;
+                case DebugRecord d:
+                    WriteDebug(d.Message);
+                    break;
+                default:
+                    WriteInformation((InformationRecord)record);
+                    break;
+            }
+        },
+        null);
 
     /// <summary>
     /// An inner Start-TaskGroup in this group's body failed. PowerShell makes a cmdlet's terminating
@@ -349,10 +365,10 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
     {
         PSDataStreams streams = body.Streams;
         streams.Error.DataAdded += (s, e) => Forward(body, () => Each(streams.Error.ReadAll(), r => WriteError(ErrorHelper.Preserve(r))));
-        streams.Warning.DataAdded += (s, e) => Forward(body, () => Each(streams.Warning.ReadAll(), r => WriteWarning(r.Message)));
-        streams.Verbose.DataAdded += (s, e) => Forward(body, () => Each(streams.Verbose.ReadAll(), r => WriteVerbose(r.Message)));
-        streams.Debug.DataAdded += (s, e) => Forward(body, () => Each(streams.Debug.ReadAll(), r => WriteDebug(r.Message)));
-        streams.Information.DataAdded += (s, e) => Forward(body, () => Each(streams.Information.ReadAll(), WriteInformation));
+        streams.Warning.DataAdded += (s, e) => Forward(body, () => Each(streams.Warning.ReadAll(), WriteBodyRecord));
+        streams.Verbose.DataAdded += (s, e) => Forward(body, () => Each(streams.Verbose.ReadAll(), WriteBodyRecord));
+        streams.Debug.DataAdded += (s, e) => Forward(body, () => Each(streams.Debug.ReadAll(), WriteBodyRecord));
+        streams.Information.DataAdded += (s, e) => Forward(body, () => Each(streams.Information.ReadAll(), WriteBodyRecord));
         streams.Progress.DataAdded += (s, e) => Forward(body, () => Each(streams.Progress.ReadAll(), WriteProgress));
     }
 }
