@@ -335,9 +335,10 @@ Describe 'Start-TaskGroup' {
     }
 
     Context 'the body''s records under an Inquire preference' {
-        # The group relays the warning (verbose, debug, information) records its body writes.
-        # Under Inquire, where the host cannot ask (-NonInteractive, console input at its end),
-        # the relay's failure used to end the group and drop the rest of the body's output.
+        # The body runs in the caller's session with the caller's preferences, so its own
+        # Write-Warning (Write-Verbose, ...) asks under Inquire as it would in a script; the group
+        # relays the record it wrote. The relay used to ask a second time, and, where the host
+        # cannot ask (-NonInteractive, console input at its end), its failure ended the group.
         BeforeAll {
             function Invoke-AnsweredChild {
                 # Like Invoke-ChildPowerShell, but the child can ask (it is not -NonInteractive)
@@ -386,6 +387,54 @@ Describe 'Start-TaskGroup' {
                     $process.Dispose()
                 }
             }
+        }
+
+        It 'asks once for a body''s <Write> record under $<Variable> = Inquire, and goes on when answered Yes' -ForEach @(
+            @{ Variable = 'WarningPreference'; Write = 'Write-Warning' }
+            @{ Variable = 'VerbosePreference'; Write = 'Write-Verbose' }
+            @{ Variable = 'DebugPreference'; Write = 'Write-Debug' }
+            @{ Variable = 'InformationPreference'; Write = 'Write-Information' }
+        ) {
+            # Two answers: a second prompt, if any, is answered too and counted, rather than failing on end of input.
+            $run = Invoke-AnsweredChild -Command ('$' + $Variable + ' = "Inquire"; Start-TaskGroup { ' + $Write + ' "agRecord"; "agAfter" }; "agEnd"') -Answer 'Y', 'Y'
+
+            $run.TimedOut | Should -BeFalse
+            $run.Prompts | Should -Be 1 -Because $run.Text
+            $run.Text | Should -Match '(?s)agAfter.*agEnd'
+        }
+
+        It 'ends the group when the one prompt for a body''s warning is answered Halt' {
+            $run = Invoke-AnsweredChild -Command '$WarningPreference = "Inquire"; try { Start-TaskGroup { Write-Warning "agRecord"; "agAfter" } } catch { "agCaught " + $_.Exception.Message }; "agEnd"' -Answer 'H'
+
+            $run.TimedOut | Should -BeFalse
+            $run.Prompts | Should -Be 1 -Because $run.Text
+            $run.Text | Should -Not -Match 'agAfter'
+            $run.Text | Should -Match '(?s)agCaught [^\r\n]*the Stop option.*agEnd'
+        }
+
+        It 'asks once for a warning that an Invoke-Gather in the body relays' {
+            # Invoke-Gather asks (its task runs with Continue); the group passes the record on.
+            $run = Invoke-AnsweredChild -Command '$WarningPreference = "Inquire"; Start-TaskGroup { Invoke-Gather { Write-Warning "agRecord" }; "agAfter" }; "agEnd"' -Answer 'Y', 'Y'
+
+            $run.TimedOut | Should -BeFalse
+            $run.Prompts | Should -Be 1 -Because $run.Text
+            $run.Text | Should -Match '(?s)agAfter.*agEnd'
+        }
+
+        It 'still asks once for a child''s warning' {
+            $run = Invoke-AnsweredChild -Command '$WarningPreference = "Inquire"; Start-TaskGroup { $null = Start-AsyncTask { Write-Warning "agRecord" } }; "agEnd"' -Answer 'Y', 'Y'
+
+            $run.TimedOut | Should -BeFalse
+            $run.Prompts | Should -Be 1 -Because $run.Text
+            $run.Text | Should -Match 'agEnd'
+        }
+
+        It 'still asks once for a body''s warning under -WarningAction Inquire' {
+            $run = Invoke-AnsweredChild -Command 'Start-TaskGroup -WarningAction Inquire { Write-Warning "agRecord"; "agAfter" }; "agEnd"' -Answer 'Y', 'Y'
+
+            $run.TimedOut | Should -BeFalse
+            $run.Prompts | Should -Be 1 -Because $run.Text
+            $run.Text | Should -Match '(?s)agAfter.*agEnd'
         }
 
         It 'goes on when the host cannot ask for a body''s <Write> record under $<Variable> = Inquire: that record fails with an error, as in a script' -ForEach @(

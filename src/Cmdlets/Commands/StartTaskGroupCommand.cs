@@ -2,6 +2,7 @@ using System;
 using System.Collections.ObjectModel;
 using System.Linq;
 using System.Management.Automation;
+using System.Management.Automation.Remoting.Internal;
 using System.Management.Automation.Runspaces;
 using System.Threading;
 using System.Threading.Tasks;
@@ -20,6 +21,9 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
     // join) or an inner group's failure (which becomes the body's error).
     private Exception? _bodyFailure;
     private PowerShell? _runningBody;
+    // The caller's $ExecutionContext: its SessionState is the scope running at the moment, the one
+    // whose preferences a record the body writes was written with.
+    private EngineIntrinsics? _engine;
 
     /// <summary>The body, run in the caller's session; its output is this cmdlet's output.</summary>
     [Parameter(Mandatory = true, Position = 0)]
@@ -77,6 +81,7 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
         }
 
         _ = Settings; // -Function/-ImportModule problems surface before the body runs; children inherit them
+        _engine = GetVariableValue("ExecutionContext") as EngineIntrinsics;
 
         ChildLimiter = MyInvocation.BoundParameters.ContainsKey(nameof(ThrottleLimit)) ? new ConcurrencyLimiter(ThrottleLimit) : Execution.DefaultThrottle.Current;
         var options = new TaskGroupOptions
@@ -322,30 +327,44 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
     }
 
     /// <summary>
-    /// Relays a warning, verbose, debug or information record the body wrote. A prompt the host
-    /// cannot show fails this record alone, as it would in a script
+    /// Relays a warning, verbose, debug or information record the body wrote. The body's own
+    /// Write-Warning (Write-Verbose…) applies the preference of the scope it runs in, as in a script:
+    /// under Inquire it asks the user, and Halt fails the body. Our Write* would read that same
+    /// variable (the body's scope is the current one while it writes) and ask a second time, so the
+    /// record is then passed on with Inquire taken as Continue, as Receive-Job passes on a job's. An
+    /// Inquire that only the group's own common parameters give (-WarningAction Inquire, -Debug: the
+    /// body runs with Continue) is still asked here, once. (PowerShell offers that override only
+    /// through PSStreamObject, the class Receive-Job and ForEach-Object -Parallel relay records with.)
+    /// A prompt the host cannot show fails this record alone, as it would in a script
     /// (<see cref="AsyncGroupCmdlet.WriteMessageOrError"/>): the group goes on.
     /// </summary>
     private void WriteBodyRecord(object record) => WriteMessageOrError(
         () =>
         {
-            switch (record)
+            (PSStreamObjectType type, object payload, string preference) = record switch
             {
-                case WarningRecord w:
-                    WriteWarning(w.Message);
-                    break;
-                case VerboseRecord v:
-                    WriteVerbose(v.Message);
-                    break;
-                case DebugRecord d:
-                    WriteDebug(d.Message);
-                    break;
-                default:
-                    WriteInformation((InformationRecord)record);
-                    break;
-            }
+                WarningRecord w => (PSStreamObjectType.Warning, (object)w.Message, "WarningPreference"),
+                VerboseRecord v => (PSStreamObjectType.Verbose, v.Message, "VerbosePreference"),
+                DebugRecord d => (PSStreamObjectType.Debug, d.Message, "DebugPreference"),
+                _ => (PSStreamObjectType.Information, record, "InformationPreference"),
+            };
+            new PSStreamObject(type, payload).WriteStreamObject(this, overrideInquire: AskedInBody(preference));
         },
         null);
+
+    /// <summary>True when <paramref name="preference"/>, in the scope running now, is Inquire: the body's command asked.</summary>
+    private bool AskedInBody(string preference)
+    {
+        object? value = _engine?.SessionState.PSVariable.GetValue(preference);
+        if (value is PSObject pso)
+        {
+            value = pso.BaseObject;
+        }
+
+        return value is not null
+            && LanguagePrimitives.TryConvertTo(value, out ActionPreference action)
+            && action == ActionPreference.Inquire;
+    }
 
     /// <summary>
     /// An inner Start-TaskGroup in this group's body failed. PowerShell makes a cmdlet's terminating
