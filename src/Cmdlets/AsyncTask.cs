@@ -407,7 +407,10 @@ public sealed class AsyncTask
     internal void SetCompleted()
     {
         EndChildren();
-        _execution.TrySetResult(Output);
+
+        // The Core result is never read (the cmdlets read the output from this task): the list
+        // itself, not a copy of it per task. Nothing is added to it once the task has ended.
+        _execution.TrySetResult(_output);
     }
 
     internal void SetFailed(ErrorRecord record)
