@@ -32,6 +32,16 @@ Describe 'Start-TaskGroup' {
             $errs | Should -HaveCount 1
             $errs[0].FullyQualifiedErrorId | Should -Be 'PathNotFound,Microsoft.PowerShell.Commands.GetItemCommand'
         }
+
+        It 'keeps an error record the body outputs (Invoke-Gather -ReturnExceptions) as output, not as an error' {
+            $out = Start-TaskGroup { Invoke-Gather -ReturnExceptions { throw 'agBoom' }, { 'agOk' } } -ErrorVariable errs
+
+            $out | Should -HaveCount 2
+            $out[0] | Should -BeOfType ([System.Management.Automation.ErrorRecord])
+            $out[0].Exception.Message | Should -Be 'agBoom'
+            $out[1] | Should -Be 'agOk'
+            $errs | Should -HaveCount 0
+        }
     }
 
     Context 'children' {
@@ -434,6 +444,46 @@ Describe 'Start-TaskGroup' {
 
             $run.TimedOut | Should -BeFalse
             $run.Prompts | Should -Be 1 -Because $run.Text
+            $run.Text | Should -Match '(?s)agAfter.*agEnd'
+        }
+
+        It 'asks once for a body''s Write-Error under $ErrorActionPreference = Inquire, and goes on when answered Yes' {
+            # An error's prompt shows the error's message, not "Continue with this operation?".
+            $run = Invoke-AnsweredChild -Command '$ErrorActionPreference = "Inquire"; Start-TaskGroup { Write-Error "agRecord"; "agAfter" } 2>$null; "agEnd"' -Answer 'Y', 'Y'
+
+            $run.TimedOut | Should -BeFalse
+            [regex]::Matches($run.Text, '\[H\] Halt Command').Count | Should -Be 1 -Because $run.Text
+            $run.Text | Should -Match '(?s)agAfter.*agEnd'
+        }
+
+        It 'does not ask for a body''s error whose own command does not ask (Write-Error -ErrorAction Continue), as in a script' {
+            # Under $ErrorActionPreference = Inquire the relay used to ask for the error the body's
+            # command had already let through: the prompt the -NonInteractive host cannot show
+            # failed the group and ended the child's top level. A script goes on.
+            $command = 'Import-Module $env:ASYNCGROUP_MANIFEST; $ErrorActionPreference = "Inquire"; & { Write-Error "agRecord" -ErrorAction Continue; "agScript" } 2>$null; Start-TaskGroup { Write-Error "agRecord" -ErrorAction Continue; "agGroup" } 2>$null; "agEnd"'
+            $run = Invoke-ChildPowerShell -Command $command -TimeoutSeconds 90
+
+            $run.TimedOut | Should -BeFalse
+            $run.ExitCode | Should -Be 0 -Because $run.ErrorText
+            $run.Output | Should -Be @('agScript', 'agGroup', 'agEnd')
+        }
+
+        It 'ends the body where a script ends when the host cannot ask for a body''s Write-Error under $ErrorActionPreference = Inquire' {
+            # In a script the failed prompt ends every scope whose preference is Inquire; the
+            # group's body is one of them, and its failure ends the group there.
+            $command = 'Import-Module $env:ASYNCGROUP_MANIFEST; & { $ErrorActionPreference = "Inquire"; & { Write-Error "agRecord"; "agAfter" }; "agMid" } 2>$null; "agScriptEnd"; & { $ErrorActionPreference = "Inquire"; Start-TaskGroup { Write-Error "agRecord"; "agAfter" }; "agMid" } 2>$null; "agGroupEnd"'
+            $run = Invoke-ChildPowerShell -Command $command -TimeoutSeconds 90
+
+            $run.TimedOut | Should -BeFalse
+            $run.ExitCode | Should -Be 0 -Because $run.ErrorText
+            $run.Output | Should -Be @('agScriptEnd', 'agGroupEnd')
+        }
+
+        It 'still asks once for a body''s error under -ErrorAction Inquire' {
+            $run = Invoke-AnsweredChild -Command 'Start-TaskGroup -ErrorAction Inquire { Write-Error "agRecord"; "agAfter" } 2>$null; "agEnd"' -Answer 'Y', 'Y'
+
+            $run.TimedOut | Should -BeFalse
+            [regex]::Matches($run.Text, '\[H\] Halt Command').Count | Should -Be 1 -Because $run.Text
             $run.Text | Should -Match '(?s)agAfter.*agEnd'
         }
 

@@ -352,8 +352,25 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
         },
         null);
 
+    /// <summary>
+    /// Relays a non-terminating error the body wrote, keeping its own id and position. The body's
+    /// command (or, for a statement's error, the script) already applied the preference of the scope
+    /// it ran in, asking under Inquire as in a script; our WriteError would ask again (or, where the
+    /// body's command did not ask, <c>Write-Error -ErrorAction Continue</c>, ask where a script does
+    /// not, and fail the group when the host cannot), so Inquire is then taken as Continue, as for
+    /// the other streams. -ErrorAction Inquire given to the group (the body then runs with Continue)
+    /// is still asked here, once; -ErrorVariable and -ErrorAction Stop of the group are unchanged. A
+    /// prompt here that the host cannot show ends the group, as it ends the Inquire scope in a script.
+    /// </summary>
+    private void WriteBodyError(ErrorRecord record) =>
+        new PSStreamObject(PSStreamObjectType.Error, ErrorHelper.Preserve(record))
+            .WriteStreamObject(this, overrideInquire: AskedInBody("ErrorActionPreference"));
+
     /// <summary>True when <paramref name="preference"/>, in the scope running now, is Inquire: the body's command asked.</summary>
-    private bool AskedInBody(string preference)
+    private bool AskedInBody(string preference) => BodyPreference(preference) == ActionPreference.Inquire;
+
+    /// <summary><paramref name="preference"/> in the scope running now (the body's, while it writes), if it names an action.</summary>
+    private ActionPreference? BodyPreference(string preference)
     {
         object? value = _engine?.SessionState.PSVariable.GetValue(preference);
         if (value is PSObject pso)
@@ -361,9 +378,7 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
             value = pso.BaseObject;
         }
 
-        return value is not null
-            && LanguagePrimitives.TryConvertTo(value, out ActionPreference action)
-            && action == ActionPreference.Inquire;
+        return value is not null && LanguagePrimitives.TryConvertTo(value, out ActionPreference action) ? action : null;
     }
 
     /// <summary>
@@ -383,7 +398,7 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
     private void ForwardBodyStreams(PowerShell body)
     {
         PSDataStreams streams = body.Streams;
-        streams.Error.DataAdded += (s, e) => Forward(body, () => Each(streams.Error.ReadAll(), r => WriteError(ErrorHelper.Preserve(r))));
+        streams.Error.DataAdded += (s, e) => Forward(body, () => Each(streams.Error.ReadAll(), WriteBodyError));
         streams.Warning.DataAdded += (s, e) => Forward(body, () => Each(streams.Warning.ReadAll(), WriteBodyRecord));
         streams.Verbose.DataAdded += (s, e) => Forward(body, () => Each(streams.Verbose.ReadAll(), WriteBodyRecord));
         streams.Debug.DataAdded += (s, e) => Forward(body, () => Each(streams.Debug.ReadAll(), WriteBodyRecord));
