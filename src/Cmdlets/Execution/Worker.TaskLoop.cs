@@ -311,16 +311,7 @@ internal sealed partial class Worker
             return value;
         }
 
-        PSLanguageMode driverMode = session.LanguageMode;
-        session.LanguageMode = _batch!.Plan.Settings.LanguageMode;
-        try
-        {
-            return ScriptBlock.Create(block.ToString());
-        }
-        finally
-        {
-            session.LanguageMode = driverMode;
-        }
+        return InLanguageMode(session, _batch!.Plan.Settings.LanguageMode, () => ScriptBlock.Create(block.ToString()));
     }
 
     /// <summary>One object the task being run wrote to its output, as it writes it.</summary>
