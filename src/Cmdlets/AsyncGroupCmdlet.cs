@@ -154,6 +154,39 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     }
 
     /// <summary>
+    /// Writes everything workers post until <paramref name="done"/> holds, checked on this thread
+    /// after each message: for a condition that only a message can make true (say, every task's
+    /// completion notice handled). <paramref name="onTaskDone"/> and <paramref name="onTick"/> as
+    /// for <see cref="Pump"/>.
+    /// </summary>
+    /// <exception cref="PipelineStoppedException">The pipeline was stopped.</exception>
+    internal void PumpUntil(Func<bool> done, Action<AsyncTask>? onTaskDone = null, Action? onTick = null, int tickMilliseconds = 250)
+    {
+        var sinceTick = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            DrainAvailable(onTaskDone);
+            if (done())
+            {
+                return;
+            }
+
+            if (!DispatchNext(onTick is null ? Timeout.Infinite : tickMilliseconds, onTaskDone))
+            {
+                sinceTick.Restart();
+                onTick!();
+                continue;
+            }
+
+            if (onTick is not null && sinceTick.ElapsedMilliseconds >= tickMilliseconds)
+            {
+                sinceTick.Restart();
+                onTick();
+            }
+        }
+    }
+
+    /// <summary>
     /// Waits up to <paramref name="millisecondsTimeout"/> for one message and dispatches it; false
     /// when none came. A frame of its own on purpose: the message taken must not outlive its
     /// dispatch in a local of the pump's loop, where it kept its task (and that task's output)

@@ -300,6 +300,12 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         Gatherer<IReadOnlyList<PSObject>> gatherer = Gatherer;
         gatherer.Seal();
         CompleteBatches(); // workers leave as soon as the queue drains, ready for the next call
+
+        // Every task's completion notice first (each task posts one, after Core has counted it
+        // final): the gather is then complete, and awaiting it goes on here. Awaited while still
+        // running, its end was handed to the thread pool, so every call woke a pool thread, which
+        // then spun for more work on a processor the workers wanted.
+        PumpUntil(() => _done >= _count, _onTaskDone, ShowProgress);
         Task all = gatherer.WhenAllAsync();
         Pump(all, _onTaskDone, ShowProgress);
         CatchUp(DoneInInputOrder());
