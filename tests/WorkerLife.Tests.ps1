@@ -65,6 +65,45 @@ exit 3
         $child.Seconds | Should -BeLessThan $script:LifetimeBound
     }
 
+    It 'has no idle worker pipeline left for PowerShell to stop when it closes the worker''s runspace' {
+        # At exit the primary runspace disposes every other runspace, ours included, and stops the
+        # pipelines still running in each. An idle worker's driver pipeline used to end by itself
+        # meanwhile; ending while PowerShell stopped it, it could make the stop throw, and about
+        # one exit in a hundred crashed ("Process terminated. The CancellationTokenSource has
+        # been disposed."). A handler registered after the module's sees, as the close goes on,
+        # whether a pipeline is still running (read through PowerShell's internal method: the
+        # public availability reads None once the runspace closes).
+        $child = Invoke-Child @'
+Add-Type -TypeDefinition @"
+using System;
+using System.Reflection;
+using System.Management.Automation.Runspaces;
+public static class AgCloseProbe {
+    public static string Seen = "not seen";
+    public static bool Watch(Runspace r) {
+        Type b = typeof(Runspace).Assembly.GetType("System.Management.Automation.Runspaces.RunspaceBase");
+        MethodInfo m = b == null ? null : b.GetMethod("GetCurrentlyRunningPipeline", BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public);
+        if (m == null) { return false; }
+        r.StateChanged += (s, e) => {
+            if (e.RunspaceStateInfo.State == RunspaceState.Closing) { Seen = m.Invoke(s, null) == null ? "no pipeline" : "a pipeline running"; }
+        };
+        return true;
+    }
+}
+"@
+$id = Invoke-Gather { [runspace]::DefaultRunspace.InstanceId }
+$worker = Get-Runspace | Where-Object InstanceId -eq $id
+if (-not [AgCloseProbe]::Watch($worker)) { 'no probe'; return }
+$worker.Dispose()
+[AgCloseProbe]::Seen
+'@
+        $child.TimedOut | Should -BeFalse
+        $child.ErrorText | Should -BeNullOrEmpty
+        if ($child.Output -contains 'no probe') { Set-ItResult -Skipped -Because 'this PowerShell has no RunspaceBase.GetCurrentlyRunningPipeline to look with' }
+        $child.Output | Should -Be @('no pipeline')
+        $child.Seconds | Should -BeLessThan $script:LifetimeBound
+    }
+
     It 'exits while a task it never awaited is still running (the task is abandoned)' {
         $child = Invoke-Child @'
 $t = Start-AsyncTask { Start-Sleep -Seconds 60; 'finished' } -Name long-sleeper

@@ -26,7 +26,15 @@ internal sealed partial class Worker
         {
             while (_assigned is null && !_closing && !_stopping)
             {
-                Monitor.Wait(_gate);
+                _awaitingBatch = true;
+                try
+                {
+                    Monitor.Wait(_gate);
+                }
+                finally
+                {
+                    _awaitingBatch = false;
+                }
             }
 
             if (_closing || _stopping)

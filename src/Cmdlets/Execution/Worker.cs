@@ -75,6 +75,11 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
     private int _returningSignalled;
     private int _disposed;
     private ConcurrencyLimiter? _nestedLimiter;
+    private bool _awaitingBatch; // the driver waits in NextBatch for a batch (under _gate)
+    private readonly ManualResetEventSlim _driverExited = new(true); // reset while a driver runs
+
+    /// <summary>The longest a closing runspace waits for its idle driver to end (see OnRunspaceStateChanged).</summary>
+    private static readonly TimeSpan IdleDriverExitBound = TimeSpan.FromSeconds(1);
 
     internal Worker(WorkerPool pool, Runspace runspace)
     {
@@ -242,13 +247,30 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
 
     private void OnRunspaceStateChanged(object? sender, RunspaceStateEventArgs e)
     {
-        if (e.RunspaceStateInfo.State is RunspaceState.Closing or RunspaceState.Closed or RunspaceState.Broken)
+        RunspaceState state = e.RunspaceStateInfo.State;
+        if (state is not (RunspaceState.Closing or RunspaceState.Closed or RunspaceState.Broken))
         {
-            lock (_gate)
-            {
-                _closing = true;
-                Monitor.PulseAll(_gate);
-            }
+            return;
+        }
+
+        bool idle;
+        lock (_gate)
+        {
+            _closing = true;
+            Monitor.PulseAll(_gate);
+            idle = _awaitingBatch && t_driverOf != this;
+        }
+
+        // An idle driver leaves at once, and its pipeline must be over before the close goes on to
+        // stop the runspace's pipelines: a pipeline that ends while PowerShell stops it can make
+        // the stop throw (an ObjectDisposedException from the pipeline's stop token), which at
+        // process exit PowerShell turns into a crash, "Process terminated", about one exit in a
+        // hundred. This handler runs on the closing thread before that stop, so waiting here for
+        // the idle driver to end leaves the close no pipeline to stop. A busy driver is left to the
+        // close's own stop, as before (its task ends at the next statement).
+        if (state == RunspaceState.Closing && idle)
+        {
+            _driverExited.Wait(IdleDriverExitBound);
         }
     }
 
@@ -322,12 +344,14 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
             IsBackground = true,
             Name = Runspace.Name,
         };
+        _driverExited.Reset();
         try
         {
             thread.Start();
         }
         catch (Exception ex)
         {
+            _driverExited.Set();
             DriverEnded(ps, ex);
         }
     }
@@ -348,6 +372,10 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
         catch (Exception ex)
         {
             error = ex;
+        }
+        finally
+        {
+            _driverExited.Set(); // the pipeline is over (see OnRunspaceStateChanged)
         }
 
         DriverEnded(ps, error);
