@@ -127,37 +127,15 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     internal void Pump(Task until, Action<AsyncTask>? onTaskDone = null, Action? onTick = null, int tickMilliseconds = 250)
     {
         until.ContinueWith(_ => _sink.Post(new StreamMessage(StreamKind.Wake, null)), TaskContinuationOptions.ExecuteSynchronously);
-        var sinceTick = System.Diagnostics.Stopwatch.StartNew();
-        while (true)
-        {
-            DrainAvailable(onTaskDone);
-            if (until.IsCompleted)
-            {
-                DrainAvailable(onTaskDone);
-                return;
-            }
-
-            if (!DispatchNext(onTick is null ? Timeout.Infinite : tickMilliseconds, onTaskDone))
-            {
-                sinceTick.Restart();
-                onTick!();
-                continue;
-            }
-
-            // On the clock, not per message: a tick may look at every task (progress counts them).
-            if (onTick is not null && sinceTick.ElapsedMilliseconds >= tickMilliseconds)
-            {
-                sinceTick.Restart();
-                onTick();
-            }
-        }
+        PumpUntil(() => until.IsCompleted, onTaskDone, onTick, tickMilliseconds);
+        DrainAvailable(onTaskDone);
     }
 
     /// <summary>
     /// Writes everything workers post until <paramref name="done"/> holds, checked on this thread
-    /// after each message: for a condition that only a message can make true (say, every task's
-    /// completion notice handled). <paramref name="onTaskDone"/> and <paramref name="onTick"/> as
-    /// for <see cref="Pump"/>.
+    /// after each message: a condition that only a message can make true (every task's completion
+    /// notice handled, say), or one whose change posts a message (<see cref="Pump"/>).
+    /// <paramref name="onTaskDone"/> and <paramref name="onTick"/> as for <see cref="Pump"/>.
     /// </summary>
     /// <exception cref="PipelineStoppedException">The pipeline was stopped.</exception>
     internal void PumpUntil(Func<bool> done, Action<AsyncTask>? onTaskDone = null, Action? onTick = null, int tickMilliseconds = 250)
@@ -178,6 +156,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                 continue;
             }
 
+            // On the clock, not per message: a tick may look at every task (progress counts them).
             if (onTick is not null && sinceTick.ElapsedMilliseconds >= tickMilliseconds)
             {
                 sinceTick.Restart();
