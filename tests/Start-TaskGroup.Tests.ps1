@@ -351,50 +351,20 @@ Describe 'Start-TaskGroup' {
         # cannot ask (-NonInteractive, console input at its end), its failure ended the group.
         BeforeAll {
             function Invoke-AnsweredChild {
-                # Like Invoke-ChildPowerShell, but the child can ask (it is not -NonInteractive)
-                # and reads the -Answer lines, then the end of its input, when it does. Returns the
-                # whole standard output as one string: an answer is not echoed, so what follows a
-                # prompt shares its line.
+                # A child that can ask (not -NonInteractive) and reads the -Answer lines, then the
+                # end of its input, when it does. Text is the whole standard output: an answer is
+                # not echoed, so what follows a prompt shares its line.
                 param(
                     [Parameter(Mandatory)] [string] $Command,
                     [string[]] $Answer = @(),
                     [double] $TimeoutSeconds = 90
                 )
 
-                $pwsh = Get-PowerShellCommand
-                $info = [System.Diagnostics.ProcessStartInfo]::new()
-                $info.FileName = $pwsh.FilePath
-                $encoded = [Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes('Import-Module $env:ASYNCGROUP_MANIFEST; ' + $Command))
-                $info.Arguments = (@($pwsh.Arguments | ForEach-Object { '"' + $_ + '"' }) + @('-NoProfile', '-EncodedCommand', $encoded)) -join ' '
-                $info.UseShellExecute = $false
-                $info.RedirectStandardOutput = $true
-                $info.RedirectStandardError = $true
-                $info.RedirectStandardInput = $true
-                $info.EnvironmentVariables['ASYNCGROUP_MANIFEST'] = $script:AsyncGroupManifest
-
-                $process = [System.Diagnostics.Process]::Start($info)
-                try {
-                    foreach ($line in $Answer) { $process.StandardInput.WriteLine($line) }
-                    $process.StandardInput.Close()
-                    $stdout = $process.StandardOutput.ReadToEndAsync()
-                    $stderr = $process.StandardError.ReadToEndAsync()
-                    $exited = $process.WaitForExit([int]($TimeoutSeconds * 1000))
-                    if (-not $exited) {
-                        try { $process.Kill() } catch { $null = $_ }
-                        $null = $process.WaitForExit(10000)
-                    }
-                    else {
-                        $process.WaitForExit()
-                    }
-                    $null = [System.Threading.Tasks.Task]::WaitAll(@($stdout, $stderr), 10000)
-                    [pscustomobject]@{
-                        Text     = $stdout.Result
-                        Prompts  = [regex]::Matches($stdout.Result, 'Continue with this operation\?').Count
-                        TimedOut = -not $exited
-                    }
-                }
-                finally {
-                    $process.Dispose()
+                $child = Invoke-ChildPowerShell -Command ('Import-Module $env:ASYNCGROUP_MANIFEST; ' + $Command) -Answer $Answer -TimeoutSeconds $TimeoutSeconds
+                [pscustomobject]@{
+                    Text     = $child.Text
+                    Prompts  = [regex]::Matches($child.Text, 'Continue with this operation\?').Count
+                    TimedOut = $child.TimedOut
                 }
             }
         }

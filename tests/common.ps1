@@ -245,13 +245,15 @@ function Invoke-ChildPowerShell {
     .SYNOPSIS
     Runs -Command in a fresh child PowerShell (-NoProfile -NonInteractive) that has
     $env:ASYNCGROUP_MANIFEST set to the staged module's manifest, and returns ExitCode, Output
-    (stdout lines), ErrorText (stderr), Seconds (the whole process's lifetime) and TimedOut. A child
-    still running after -TimeoutSeconds is killed (TimedOut is then true), so a hang fails the test
-    instead of the suite.
+    (stdout lines), Text (stdout whole), ErrorText (stderr), Seconds (the whole process's lifetime)
+    and TimedOut. A child still running after -TimeoutSeconds is killed (TimedOut is then true), so
+    a hang fails the test instead of the suite. With -Answer the child can ask (it is started
+    without -NonInteractive) and reads those lines, then the end of its input.
     #>
     param(
         [Parameter(Mandatory)] [string] $Command,
-        [double] $TimeoutSeconds = 60
+        [double] $TimeoutSeconds = 60,
+        [string[]] $Answer
     )
 
     $pwsh = Get-PowerShellCommand
@@ -260,7 +262,8 @@ function Invoke-ChildPowerShell {
     # One argument string (netstandard2.0 / .NET Framework have no ArgumentList). The command goes
     # base64-encoded (UTF-16LE, as -EncodedCommand wants) so no quoting can mangle it.
     $encoded = [Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes($Command))
-    $parts = @($pwsh.Arguments | ForEach-Object { '"' + $_ + '"' }) + @('-NoProfile', '-NonInteractive', '-EncodedCommand', $encoded)
+    $interactive = @(if ($null -eq $Answer) { '-NonInteractive' })
+    $parts = @($pwsh.Arguments | ForEach-Object { '"' + $_ + '"' }) + @('-NoProfile') + $interactive + @('-EncodedCommand', $encoded)
     $info.Arguments = $parts -join ' '
     $info.UseShellExecute = $false
     $info.RedirectStandardOutput = $true
@@ -271,6 +274,7 @@ function Invoke-ChildPowerShell {
     $clock = [System.Diagnostics.Stopwatch]::StartNew()
     $process = [System.Diagnostics.Process]::Start($info)
     try {
+        foreach ($line in $(if ($null -ne $Answer) { $Answer })) { $process.StandardInput.WriteLine($line) }
         $process.StandardInput.Close()
         $stdout = $process.StandardOutput.ReadToEndAsync()
         $stderr = $process.StandardError.ReadToEndAsync()
@@ -287,6 +291,7 @@ function Invoke-ChildPowerShell {
         [pscustomobject]@{
             ExitCode  = if ($exited) { $process.ExitCode } else { $null }
             Output    = @(($stdout.Result -split '\r?\n') | Where-Object { $_ -ne '' })
+            Text      = $stdout.Result
             ErrorText = $stderr.Result
             Seconds   = $clock.Elapsed.TotalSeconds
             TimedOut  = -not $exited
