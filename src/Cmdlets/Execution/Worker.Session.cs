@@ -26,15 +26,7 @@ internal sealed partial class Worker
         {
             while (_assigned is null && !_closing && !_stopping)
             {
-                _awaitingBatch = true;
-                try
-                {
-                    Monitor.Wait(_gate);
-                }
-                finally
-                {
-                    _awaitingBatch = false;
-                }
+                Monitor.Wait(_gate);
             }
 
             if (_closing || _stopping)

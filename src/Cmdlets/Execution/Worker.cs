@@ -75,7 +75,6 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
     private int _returningSignalled;
     private int _disposed;
     private ConcurrencyLimiter? _nestedLimiter;
-    private bool _awaitingBatch; // the driver waits in NextBatch for a batch (under _gate)
     private readonly ManualResetEventSlim _driverExited = new(true); // reset while a driver runs
 
     /// <summary>The longest a closing runspace waits for its idle driver to end (see OnRunspaceStateChanged).</summary>
@@ -258,7 +257,10 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
         {
             _closing = true;
             Monitor.PulseAll(_gate);
-            idle = _awaitingBatch && t_driverOf != this;
+
+            // Running no task: waiting in NextBatch, or on its way there from a batch that ended
+            // (at a script's exit, the workers of its last call are often still going back).
+            idle = _ps is not null && _current is null && !_priming && t_driverOf != this;
         }
 
         // An idle driver leaves at once, and its pipeline must be over before the close goes on to
@@ -266,8 +268,9 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
         // the stop throw (an ObjectDisposedException from the pipeline's stop token), which at
         // process exit PowerShell turns into a crash, "Process terminated", about one exit in a
         // hundred. This handler runs on the closing thread before that stop, so waiting here for
-        // the idle driver to end leaves the close no pipeline to stop. A busy driver is left to the
-        // close's own stop, as before (its task ends at the next statement).
+        // the idle driver to end leaves the close no pipeline to stop. A driver running a task, or
+        // a warm-up worker's first pass, is left to the close's own stop, as before (it ends at
+        // the next statement).
         if (state == RunspaceState.Closing && idle)
         {
             _driverExited.Wait(IdleDriverExitBound);
