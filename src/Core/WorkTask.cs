@@ -51,7 +51,6 @@ public abstract class WorkTask
     private bool _timeoutDone;
     private Task? _slot;
     private Task? _work; // the work's task while it runs (see RunWork)
-    private bool _slotTaken;
     private readonly bool _startInline;
     private readonly bool _deferTimeout;
     // Done callbacks in registration order, linked through their entries: a task of a gather has
@@ -258,7 +257,7 @@ public abstract class WorkTask
     {
         if (_slot is null)
         {
-            RunWork(slotTaken: false);
+            RunWork();
         }
         else
         {
@@ -279,15 +278,16 @@ public abstract class WorkTask
             return;
         }
 
-        RunWork(slotTaken: true);
+        RunWork();
     }
 
     /// <summary>
     /// Moves the task to Running, invokes the work and settles the task when the work ends.
     /// Without an async state machine: a gather over a long pipeline runs this once per input,
     /// and the continuation is one delegate on the work's task, run where the work completes.
+    /// A task with a limiter gets here only once its slot is taken.
     /// </summary>
-    private void RunWork(bool slotTaken)
+    private void RunWork()
     {
         bool cancelledWhileQueued = false;
         lock (_gate)
@@ -305,7 +305,7 @@ public abstract class WorkTask
 
         if (cancelledWhileQueued)
         {
-            EndRun(slotTaken); // outside the gate: disposing the parent registration waits for a running cancel callback, which takes it
+            EndRun(SlotTaken); // outside the gate: disposing the parent registration waits for a running cancel callback, which takes it
             return;
         }
 
@@ -323,24 +323,26 @@ public abstract class WorkTask
         {
             // Thrown before the work returned its task: settled as if its task had faulted.
             Settle(ex);
-            EndRun(slotTaken);
+            EndRun(SlotTaken);
             return;
         }
 
         if (work.IsCompleted)
         {
-            WorkEnded(work, slotTaken);
+            WorkEnded(work);
             return;
         }
 
         _work = work;
-        _slotTaken = slotTaken;
         work.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(OnWorkEnded);
     }
 
-    private void OnWorkEnded() => WorkEnded(_work!, _slotTaken);
+    /// <summary>True once the work runs, for a task with a limiter: only then has it a slot to give back.</summary>
+    private bool SlotTaken => _slot is not null;
 
-    private void WorkEnded(Task work, bool slotTaken)
+    private void OnWorkEnded() => WorkEnded(_work!);
+
+    private void WorkEnded(Task work)
     {
         _work = null;
         try
@@ -353,7 +355,7 @@ public abstract class WorkTask
             Settle(ex);
         }
 
-        EndRun(slotTaken);
+        EndRun(SlotTaken);
     }
 
     /// <summary>Settles the task after its work threw <paramref name="ex"/>.</summary>
