@@ -366,11 +366,8 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
         new PSStreamObject(PSStreamObjectType.Error, ErrorHelper.Preserve(record))
             .WriteStreamObject(this, overrideInquire: AskedInBody("ErrorActionPreference"));
 
-    /// <summary>True when <paramref name="preference"/>, in the scope running now, is Inquire: the body's command asked.</summary>
-    private bool AskedInBody(string preference) => BodyPreference(preference) == ActionPreference.Inquire;
-
-    /// <summary><paramref name="preference"/> in the scope running now (the body's, while it writes), if it names an action.</summary>
-    private ActionPreference? BodyPreference(string preference)
+    /// <summary>True when <paramref name="preference"/>, in the scope running now (the body's, while it writes), is Inquire: the body's command asked.</summary>
+    private bool AskedInBody(string preference)
     {
         object? value = _engine?.SessionState.PSVariable.GetValue(preference);
         if (value is PSObject pso)
@@ -378,7 +375,9 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
             value = pso.BaseObject;
         }
 
-        return value is not null && LanguagePrimitives.TryConvertTo(value, out ActionPreference action) ? action : null;
+        return value is not null
+            && LanguagePrimitives.TryConvertTo(value, out ActionPreference action)
+            && action == ActionPreference.Inquire;
     }
 
     /// <summary>
