@@ -116,7 +116,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     }
 
     /// <summary>Posts a task's completion to the writer queue (called from any thread).</summary>
-    internal void NotifyWhenDone(AsyncTask task) => task.Work.AddDoneCallback(_postDone); // the Core task's Tag is the AsyncTask
+    internal void NotifyWhenDone(AsyncTask task) => task.Work.AddPermanentDoneCallback(_postDone); // the Core task's Tag is the AsyncTask
 
     /// <summary>
     /// Writes everything workers post until <paramref name="until"/> completes, then what is left.

@@ -29,9 +29,9 @@ public sealed class AsyncTask
     // cmdlet delivers live never buffers one (a long gather creates one task per input).
     private List<ErrorRecord>? _errors;
     private Queue<StreamMessage>? _buffered;
-    // Completed synchronously on purpose: Core's bookkeeping runs on the worker's thread right
-    // away instead of a thread-pool hop later. The executor never completes it under a lock.
-    private readonly TaskCompletionSource<IReadOnlyList<PSObject>> _execution = new();
+    // The Core task, set when it hands its work off (HandOff) or when the cmdlet binds it,
+    // whichever comes first. The executor ends its work (SetCompleted, SetFailed, SetCancelled)
+    // on the worker's thread, never under a lock: Core's bookkeeping runs there at once.
     private WorkTask<IReadOnlyList<PSObject>>? _work;
     private IStreamSink? _sink;
     private Stack<IStreamSink>? _outerSinks;
@@ -221,19 +221,24 @@ public sealed class AsyncTask
     /// <inheritdoc />
     public override bool Equals(object? obj) => ReferenceEquals(this, obj);
 
-    /// <summary>The Core work delegate: queue the task on its batch and complete when a worker has run it.</summary>
-    internal Task<IReadOnlyList<PSObject>> ExecuteAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// The Core work of every task (hand-off work, one delegate for all): queue the task on its
+    /// batch; a worker ends the work once it has run it. The Core task's Tag is the AsyncTask.
+    /// </summary>
+    internal static readonly Action<WorkTask<IReadOnlyList<PSObject>>> HandOffWork = static w => ((AsyncTask)w.Tag!).HandOff(w);
+
+    private void HandOff(WorkTask<IReadOnlyList<PSObject>> work)
     {
-        CancellationToken = cancellationToken;
-        EnqueueOnce(cancellationToken);
-        return _execution.Task;
+        Volatile.Write(ref _work, work); // a worker may end it before the cmdlet binds it
+        CancellationToken = work.CancellationToken;
+        EnqueueOnce(work.CancellationToken);
     }
 
     /// <summary>Binds the Core task that runs this one; called once, right after the Core task is created.</summary>
     internal void Bind(WorkTask<IReadOnlyList<PSObject>> work)
     {
         Volatile.Write(ref _work, work);
-        work.AddDoneCallback(s_onDone);
+        work.AddPermanentDoneCallback(s_onDone);
         work.OnCancelRequested(s_onCancel, this); // at once if it was cancelled while being queued
         if (Volatile.Read(ref _runStarted) == 1)
         {
@@ -410,7 +415,7 @@ public sealed class AsyncTask
 
         // The Core result is never read (the cmdlets read the output from this task): the list
         // itself, not a copy of it per task. Nothing is added to it once the task has ended.
-        _execution.TrySetResult(_output);
+        HandedTo.EndWork(_output);
     }
 
     internal void SetFailed(ErrorRecord record)
@@ -421,14 +426,18 @@ public sealed class AsyncTask
             _error = record;
         }
 
-        _execution.TrySetException(record.Exception);
+        HandedTo.EndWork(record.Exception);
     }
 
     internal bool SetCancelled(CancellationToken token)
     {
         EndChildren();
-        return _execution.TrySetCanceled(token);
+        return HandedTo.EndWork(new OperationCanceledException(token));
     }
+
+    /// <summary>The Core task whose work this task's executor ends (it was handed off: the task was queued).</summary>
+    private WorkTask<IReadOnlyList<PSObject>> HandedTo =>
+        Volatile.Read(ref _work) ?? throw new InvalidOperationException("The task's work was never handed off.");
 
     /// <summary>Records that <paramref name="parent"/>'s script block started this task (called once, before <see cref="Bind"/>).</summary>
     internal void SetParent(AsyncTask? parent)
@@ -520,7 +529,7 @@ public sealed class AsyncTask
             this));
     }
 
-    internal bool IsExecutionDone => _execution.Task.IsCompleted;
+    internal bool IsExecutionDone => Volatile.Read(ref _work)?.IsWorkEnded ?? false;
 
     private void OnDone()
     {

@@ -146,7 +146,27 @@ public sealed class Gatherer<T>
             throw new ArgumentNullException(nameof(work));
         }
 
-        WorkTask<T> task;
+        return AddTask(new WorkTask<T>(work, name, _taskOptions, tag));
+    }
+
+    /// <summary>
+    /// Creates and starts the next task, with hand-off work (see <see cref="WorkTask{T}"/>):
+    /// <paramref name="handOff"/> passes the task to its runner, which ends it with
+    /// <see cref="WorkTask{T}.EndWork(T)"/> or <see cref="WorkTask{T}.EndWork(Exception)"/>.
+    /// </summary>
+    public WorkTask<T> AddHandOff(Action<WorkTask<T>> handOff, string? name = null, object? tag = null)
+    {
+        if (handOff is null)
+        {
+            throw new ArgumentNullException(nameof(handOff));
+        }
+
+        return AddTask(new WorkTask<T>(handOff, name, _taskOptions, tag));
+    }
+
+    /// <summary>Lists and starts a task just created (not started) for this gather.</summary>
+    private WorkTask<T> AddTask(WorkTask<T> task)
+    {
         bool stopping;
         lock (_gate)
         {
@@ -155,7 +175,6 @@ public sealed class Gatherer<T>
                 throw new InvalidOperationException("No work can be added to a gather after it was sealed.");
             }
 
-            task = new WorkTask<T>(work, name, _taskOptions, tag);
             _tasks.Add(task);
             _count++;
             Interlocked.Increment(ref _unfinished);
@@ -165,7 +184,7 @@ public sealed class Gatherer<T>
             stopping = _stop.IsCancellationRequested;
         }
 
-        task.AddDoneCallback(_onTaskDone);
+        task.AddPermanentDoneCallback(_onTaskDone);
         if (stopping)
         {
             task.Cancel(); // still Pending: it becomes Cancelled at its position and never runs

@@ -184,6 +184,27 @@ public sealed class TaskGroup
             throw new ArgumentNullException(nameof(work));
         }
 
+        return StartChild(options => new WorkTask<T>(work, name, options), shielded, timeout, tag, beforeStart);
+    }
+
+    /// <summary>
+    /// Starts a child whose work is handed off (see <see cref="WorkTask{T}"/>); otherwise as
+    /// <see cref="Start{T}"/>. <paramref name="handOff"/> passes the child to its runner, which ends
+    /// it with <see cref="WorkTask{T}.EndWork(T)"/> or <see cref="WorkTask{T}.EndWork(Exception)"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The group is aborting or finished (then <paramref name="beforeStart"/> is not called).</exception>
+    public WorkTask<T> StartHandOff<T>(Action<WorkTask<T>> handOff, string? name = null, bool shielded = false, TimeSpan? timeout = null, object? tag = null, Action<WorkTask<T>>? beforeStart = null)
+    {
+        if (handOff is null)
+        {
+            throw new ArgumentNullException(nameof(handOff));
+        }
+
+        return StartChild(options => new WorkTask<T>(handOff, name, options), shielded, timeout, tag, beforeStart);
+    }
+
+    private WorkTask<T> StartChild<T>(Func<TaskStartOptions, WorkTask<T>> create, bool shielded, TimeSpan? timeout, object? tag, Action<WorkTask<T>>? beforeStart)
+    {
         AsyncOps.ValidateTimeout(timeout);
         WorkTask<T> task;
         lock (_gate)
@@ -198,7 +219,7 @@ public sealed class TaskGroup
                 throw new InvalidOperationException($"Task group '{Name}' is shutting down; no task can be added to it.");
             }
 
-            task = new WorkTask<T>(work, name, new TaskStartOptions
+            task = create(new TaskStartOptions
             {
                 Limiter = _limiter,
                 Shielded = shielded,
@@ -209,7 +230,7 @@ public sealed class TaskGroup
             _active++;
         }
 
-        task.AddDoneCallback(_onChildDone);
+        task.AddPermanentDoneCallback(_onChildDone);
         try
         {
             beforeStart?.Invoke(task);

@@ -58,10 +58,17 @@ public abstract class WorkTask
     // allocations per pipeline input.
     private DoneCallback? _firstCallback;
     private DoneCallback? _lastCallback;
+    // The first permanent callbacks (AddPermanentDoneCallback), held in fields rather than
+    // entries: the gather's, its cmdlet task's and its cmdlet's, one object less each per input.
+    private Action<WorkTask>? _permanent0;
+    private Action<WorkTask>? _permanent1;
+    private Action<WorkTask>? _permanent2;
     private bool _callbacksTaken;
     private int _state;
     private int _cancelCause;
     private int _started;
+    private int _workEnded; // 1 once the work's end is claimed (EndWork): a hand-off may be ended only once
+    private int _handedOff; // hand-off work: 1 once handed off
     private string? _name;
 
     // UTC: DateTime.UtcNow is several times cheaper than DateTimeOffset.Now (no time-zone lookup
@@ -204,6 +211,46 @@ public abstract class WorkTask
         return entry;
     }
 
+    /// <summary>
+    /// As <see cref="AddDoneCallback"/> for a callback that is never unregistered: the first three
+    /// are kept without an entry object (each pipeline input of a gather registers three).
+    /// Registration order is kept across both kinds: once an entry is registered, permanent
+    /// callbacks go into entries too.
+    /// </summary>
+    internal void AddPermanentDoneCallback(Action<WorkTask> callback)
+    {
+        if (callback is null)
+        {
+            throw new ArgumentNullException(nameof(callback));
+        }
+
+        lock (_gate)
+        {
+            if (!_callbacksTaken && _firstCallback is null)
+            {
+                if (_permanent0 is null)
+                {
+                    _permanent0 = callback;
+                    return;
+                }
+
+                if (_permanent1 is null)
+                {
+                    _permanent1 = callback;
+                    return;
+                }
+
+                if (_permanent2 is null)
+                {
+                    _permanent2 = callback;
+                    return;
+                }
+            }
+        }
+
+        _ = AddDoneCallback(callback); // after the fields (or already done: runs at once)
+    }
+
     /// <summary>Rethrows the task's failure or cancellation; returns when it completed.</summary>
     public void ThrowIfNotCompleted()
     {
@@ -248,7 +295,8 @@ public abstract class WorkTask
         }
     }
 
-    private protected abstract Task InvokeWorkAsync(CancellationToken cancellationToken);
+    /// <summary>Invokes the work: its task, or null when the work was handed off (it ends through EndWork).</summary>
+    private protected abstract Task? InvokeWorkAsync(CancellationToken cancellationToken);
 
     private protected abstract void SetResult();
 
@@ -314,17 +362,22 @@ public abstract class WorkTask
             StartTimeout();
         }
 
-        Task work;
+        Task? work;
         try
         {
             work = InvokeWorkAsync(CancellationToken);
         }
         catch (Exception ex)
         {
-            // Thrown before the work returned its task: settled as if its task had faulted.
-            Settle(ex);
-            EndRun(SlotTaken);
+            // Thrown before the work returned its task (or while handing it off): settled as if its
+            // task had faulted — unless hand-off work was ended already, before the throw.
+            EndWorkOnce(ex);
             return;
+        }
+
+        if (work is null)
+        {
+            return; // handed off: whoever runs it calls EndWork
         }
 
         if (work.IsCompleted)
@@ -337,6 +390,55 @@ public abstract class WorkTask
         work.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(OnWorkEnded);
     }
 
+    /// <summary>
+    /// Ends the work, once: completed (<paramref name="error"/> null, the result already stored) or
+    /// settled by <paramref name="error"/> as a faulted or cancelled task would be. False when the
+    /// work was ended already.
+    /// </summary>
+    private protected bool EndWorkOnce(Exception? error)
+    {
+        if (!TryClaimWorkEnd())
+        {
+            return false;
+        }
+
+        FinishWork(error);
+        return true;
+    }
+
+    /// <summary>Claims the work's end: true for the one caller that may now call <see cref="FinishWork"/>.</summary>
+    private protected bool TryClaimWorkEnd() => Interlocked.Exchange(ref _workEnded, 1) == 0;
+
+    /// <summary>Settles the task once its work's end is claimed (see <see cref="EndWorkOnce"/>).</summary>
+    private protected void FinishWork(Exception? error)
+    {
+        if (error is null)
+        {
+            TryFinish(WorkTaskState.Completed, null, setResult: true);
+        }
+        else
+        {
+            Settle(error);
+        }
+
+        EndRun(SlotTaken);
+    }
+
+    /// <summary>True once the work has ended (its end claimed by whoever ended it).</summary>
+    internal bool IsWorkEnded => Volatile.Read(ref _workEnded) != 0;
+
+    /// <summary>Hand-off work may end only once it was handed off (the task is Running).</summary>
+    private protected void ThrowIfNotHandedOff()
+    {
+        if (Volatile.Read(ref _handedOff) == 0)
+        {
+            throw new InvalidOperationException($"Task '{Name}' has not handed its work off: it cannot end it.");
+        }
+    }
+
+    /// <summary>Marks hand-off work as handed off (just before the hand-off runs).</summary>
+    private protected void MarkHandedOff() => Volatile.Write(ref _handedOff, 1);
+
     /// <summary>True once the work runs, for a task with a limiter: only then has it a slot to give back.</summary>
     private bool SlotTaken => _slot is not null;
 
@@ -345,17 +447,17 @@ public abstract class WorkTask
     private void WorkEnded(Task work)
     {
         _work = null;
+        Exception? error = null;
         try
         {
             work.GetAwaiter().GetResult(); // rethrows the work's failure or cancellation, as await does
-            TryFinish(WorkTaskState.Completed, null, setResult: true);
         }
         catch (Exception ex)
         {
-            Settle(ex);
+            error = ex;
         }
 
-        EndRun(SlotTaken);
+        EndWorkOnce(error);
     }
 
     /// <summary>Settles the task after its work threw <paramref name="ex"/>.</summary>
@@ -515,6 +617,7 @@ public abstract class WorkTask
     private void TryFinish(WorkTaskState final, Exception? error, bool setResult, bool onlyIfPending = false)
     {
         DoneCallback? first;
+        Action<WorkTask>? permanent0, permanent1, permanent2;
         TaskCompletionSource<WorkTask>? completion;
         lock (_gate)
         {
@@ -534,11 +637,31 @@ public abstract class WorkTask
             first = _firstCallback;
             _firstCallback = null;
             _lastCallback = null;
+            permanent0 = _permanent0;
+            permanent1 = _permanent1;
+            permanent2 = _permanent2;
+            _permanent0 = _permanent1 = _permanent2 = null;
             _callbacksTaken = true;
             completion = _completion;
         }
 
         completion?.TrySetResult(this);
+
+        // The permanent callbacks were all registered before any entry (see AddPermanentDoneCallback).
+        if (permanent0 is not null)
+        {
+            InvokeSafely(permanent0);
+        }
+
+        if (permanent1 is not null)
+        {
+            InvokeSafely(permanent1);
+        }
+
+        if (permanent2 is not null)
+        {
+            InvokeSafely(permanent2);
+        }
 
         // Taken off the task, the chain is only read from here on: a callback that unregisters
         // itself or another (Dispose) only claims its entry, so the walk skips it.
@@ -644,9 +767,17 @@ public abstract class WorkTask
 }
 
 /// <summary>A <see cref="WorkTask"/> whose work produces a <typeparamref name="T"/>.</summary>
+/// <remarks>
+/// Its work is either a delegate that returns a <see cref="Task{T}"/>, or hand-off work: a
+/// delegate that passes the task to whatever runs it (say, a worker's queue) and returns at once,
+/// the runner then ending it with <see cref="EndWork(T)"/> or <see cref="EndWork(Exception)"/>.
+/// Hand-off work costs no task, completion source or continuation per run: an executor that
+/// runs thousands of small items on threads of its own uses it.
+/// </remarks>
 public sealed class WorkTask<T> : WorkTask
 {
-    private readonly Func<CancellationToken, Task<T>> _work;
+    private readonly Func<CancellationToken, Task<T>>? _work;
+    private readonly Action<WorkTask<T>>? _handOff;
     private Task<T>? _running;
     private T? _result;
 
@@ -655,6 +786,63 @@ public sealed class WorkTask<T> : WorkTask
         : base(name, options, tag)
     {
         _work = work ?? throw new ArgumentNullException(nameof(work));
+    }
+
+    /// <summary>A task whose work is handed off (see the remarks on the type).</summary>
+    /// <param name="handOff">
+    /// Runs once, when the task starts (Running, its limiter slot taken); the task's
+    /// <see cref="WorkTask.CancellationToken"/> is the work's token. It must not block. If it throws,
+    /// the task fails with that exception (unless the work was ended first).
+    /// </param>
+    internal WorkTask(Action<WorkTask<T>> handOff, string? name, TaskStartOptions? options, object? tag = null)
+        : base(name, options, tag)
+    {
+        _handOff = handOff ?? throw new ArgumentNullException(nameof(handOff));
+    }
+
+    /// <summary>
+    /// Ends handed-off work with a value: the task completes with it. False when the work was
+    /// ended already (the first end wins, as TrySetResult).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The task has no hand-off work, or has not handed it off yet.</exception>
+    public bool EndWork(T result)
+    {
+        ThrowIfNotHandOff();
+        ThrowIfNotHandedOff();
+        if (!TryClaimWorkEnd())
+        {
+            return false;
+        }
+
+        _result = result; // read only once Completed (published by the state's volatile write)
+        FinishWork(null);
+        return true;
+    }
+
+    /// <summary>
+    /// Ends handed-off work with a failure: settled as a faulted task would be (an
+    /// <see cref="OperationCanceledException"/> after a cancellation request means Cancelled).
+    /// False when the work was ended already.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The task has no hand-off work, or has not handed it off yet.</exception>
+    public bool EndWork(Exception error)
+    {
+        if (error is null)
+        {
+            throw new ArgumentNullException(nameof(error));
+        }
+
+        ThrowIfNotHandOff();
+        ThrowIfNotHandedOff();
+        return EndWorkOnce(error);
+    }
+
+    private void ThrowIfNotHandOff()
+    {
+        if (_handOff is null)
+        {
+            throw new InvalidOperationException($"Task '{Name}' runs its work itself: only hand-off work is ended by its runner.");
+        }
     }
 
     /// <inheritdoc />
@@ -685,14 +873,27 @@ public sealed class WorkTask<T> : WorkTask
     /// <summary>Lets tests and callers write <c>await task</c>.</summary>
     public TaskAwaiter<T> GetAwaiter() => WaitAsync().GetAwaiter();
 
-    private protected override Task InvokeWorkAsync(CancellationToken cancellationToken)
+    private protected override Task? InvokeWorkAsync(CancellationToken cancellationToken)
     {
-        Task<T> running = _work(cancellationToken) ?? throw new InvalidOperationException("The work delegate returned no task.");
+        if (_handOff is not null)
+        {
+            MarkHandedOff();
+            _handOff(this);
+            return null;
+        }
+
+        Task<T> running = _work!(cancellationToken) ?? throw new InvalidOperationException("The work delegate returned no task.");
         _running = running;
         return running;
     }
 
-    private protected override void SetResult() => _result = _running!.Result;
+    private protected override void SetResult()
+    {
+        if (_running is { } running)
+        {
+            _result = running.Result; // hand-off work stored its result before it ended
+        }
+    }
 }
 
 /// <summary>How a task is started: its limiter, its parent's token, its own timeout.</summary>

@@ -379,7 +379,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             task.RequestOutputNotices(); // its output streams (see OnTaskOutput)
         }
 
-        task.Bind(Gatherer.Add(task.ExecuteAsync, tag: task));
+        task.Bind(Gatherer.AddHandOff(AsyncTask.HandOffWork, tag: task));
         NotifyWhenDone(task);
     }
 

@@ -115,7 +115,7 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
             if (_scope is not null)
             {
                 IStreamSink groupSink = _scope.Owner.Sink;
-                work = _scope.Group.Start<IReadOnlyList<PSObject>>(task.ExecuteAsync, Name, shielded: Shield.IsPresent, timeout: timeout, tag: task, beforeStart: w =>
+                work = _scope.Group.StartHandOff<IReadOnlyList<PSObject>>(AsyncTask.HandOffWork, Name, shielded: Shield.IsPresent, timeout: timeout, tag: task, beforeStart: w =>
                 {
                     enlisted = true;
                     Enlist(task, w, parent);
@@ -128,7 +128,7 @@ public sealed class StartAsyncTaskCommand : ScriptCmdletBase
             {
                 // Owned by the task that started it, if any: its cancellation reaches this one,
                 // and it is cancelled when that task ends without awaiting it.
-                work = new WorkTask<IReadOnlyList<PSObject>>(task.ExecuteAsync, Name, new TaskStartOptions
+                work = new WorkTask<IReadOnlyList<PSObject>>(AsyncTask.HandOffWork, Name, new TaskStartOptions
                 {
                     Limiter = _limiter,
                     Timeout = timeout,
