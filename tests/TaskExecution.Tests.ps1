@@ -392,6 +392,26 @@ Describe 'Task execution' {
             $r[2] | Should -Be 3
         }
 
+        # A script block that can define nothing runs in the loop's scope, not a new one per item
+        # (ScriptPlan.NeedsOwnScope): each of these defines something without an assignment or a
+        # command, so it must still get a scope of its own, or the second item sees the first's.
+        It 'keeps what <What> defines to its own item on one worker' -ForEach @(
+            @{ What = '-match ($Matches)'; Body = { if ($_ -eq 1) { $null -ne ('a1' -match '\d') } else { "[$Matches]" } } }
+            @{ What = '++ on a new variable'; Body = { if ($_ -eq 1) { $n++; $true } else { "[$n]" } } }
+            @{ What = 'a foreach loop variable'; Body = { if ($_ -eq 1) { foreach ($v in 5) { $true } } else { "[$v]" } } }
+        ) {
+            1..2 | Invoke-Gather $Body -ThrottleLimit 1 | Should -Be @($true, '[]')
+        }
+
+        It 'runs a block that can define nothing with the same results, $_ and flow control' {
+            1..4 | Invoke-Gather { if ($_ -eq 3) { return 'three'; 'never' }; if ($_ -eq 4) { exit 2 }; $_ * 2 } -ThrottleLimit 1 |
+                Should -Be @(2, 4, 'three')
+            $r = 1..3 | Invoke-Gather { 6 / ($_ - 2) } -ThrottleLimit 1 -ReturnExceptions
+            $r[0] | Should -Be -6
+            $r[1].Exception.Message | Should -BeLike '*divide by zero*'
+            $r[2] | Should -Be 6
+        }
+
         It 'cleans up after a call that runs commands even when the next call runs none' {
             Invoke-Gather { $global:agFastLeak = 'dirty' } -ThrottleLimit 1
             $null = 1..4 | Invoke-Gather { $_ * 2 } -ThrottleLimit 1

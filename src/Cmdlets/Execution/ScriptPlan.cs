@@ -290,6 +290,7 @@ internal sealed class ScriptPlan
             TouchesSharedScopes = MayTouchSharedScopes(ast),
             HasProcessBlock = ast.ProcessBlock is not null,
             CallsNothing = CallsNothingIn(ast),
+            NeedsOwnScope = NeedsOwnScopeIn(ast),
         };
     }
 
@@ -326,6 +327,36 @@ internal sealed class ScriptPlan
                 || s_sessionVariables.Contains(v.VariablePath.UserPath),
             _ => false,
         }, searchNestedScriptBlocks: true) is null;
+
+    /// <summary>
+    /// False when the script block can define nothing in the scope it runs in — no assignment,
+    /// command, method call, function, loop or switch (they set <c>$foreach</c>, <c>$switch</c>),
+    /// <c>-match</c> (it sets <c>$Matches</c>), param block — and reads no variable that a script
+    /// block's own scope sets (<c>$MyInvocation</c>, <c>$input</c> …): say, <c>{ $_ * 2 }</c>.
+    /// Its tasks then run in the task loop's scope, not each in a new one: to such a block the two
+    /// are the same, and a new scope per item cost PowerShell about 900 bytes and its clean-up.
+    /// </summary>
+    public bool NeedsOwnScope { get; private set; } = true;
+
+    private static bool NeedsOwnScopeIn(ScriptBlockAst ast) =>
+        ast.ParamBlock is not null || ast.DynamicParamBlock is not null || ast.BeginBlock is not null || ast.ProcessBlock is not null
+        || !CallsNothingIn(ast)
+        || ast.Find(a => a switch
+        {
+            AssignmentStatementAst or FunctionDefinitionAst or TypeDefinitionAst or UsingStatementAst or DataStatementAst
+                or TrapStatementAst or ForEachStatementAst or ForStatementAst or SwitchStatementAst => true,
+            UnaryExpressionAst u => u.TokenKind is TokenKind.PlusPlus or TokenKind.MinusMinus or TokenKind.PostfixPlusPlus or TokenKind.PostfixMinusMinus,
+            BinaryExpressionAst b => b.Operator is TokenKind.Imatch or TokenKind.Inotmatch or TokenKind.Cmatch or TokenKind.Cnotmatch,
+            VariableExpressionAst v => s_ownScopeVariables.Contains(v.VariablePath.UserPath),
+            _ => false,
+        }, searchNestedScriptBlocks: true) is not null;
+
+    // Variables a script block's invocation sets in its own scope: read in the loop's scope, they
+    // would be the loop's.
+    private static readonly HashSet<string> s_ownScopeVariables = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "MyInvocation", "input", "PSScriptRoot", "PSCommandPath", "PSBoundParameters", "args", "this",
+    };
 
     /// <summary>True when the script block has a process block: its task's input is piped in, so that block binds it to <c>$_</c>.</summary>
     public bool HasProcessBlock { get; private set; }

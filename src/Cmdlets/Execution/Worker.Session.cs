@@ -117,6 +117,7 @@ internal sealed partial class Worker
         else if (settings.LanguageMode == driverMode)
         {
             _bodyText = plan.WorkerText;
+            _ownScope = plan.NeedsOwnScope;
             _loop = _fastLoop ??= ScriptBlock.Create(FastTaskLoopScript);
         }
         else

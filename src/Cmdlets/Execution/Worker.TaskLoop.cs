@@ -62,6 +62,7 @@ internal sealed partial class Worker
     private ScriptBlock? _namedBlocksLoop;
     private ScriptBlock? _fastLoop;
     private string? _bodyText; // set when the batch runs on the fast loop
+    private bool _ownScope = true; // the fast loop runs each task in a new scope (see ScriptPlan.NeedsOwnScope)
     private bool _drained;
     private bool _priming; // see Priming; set before the driver starts, cleared by EndBatch on its thread
     private ArrayList? _errors; // the session's $Error list, looked up by Prepare once per batch (see ClearErrors)
@@ -112,7 +113,8 @@ internal sealed partial class Worker
     /// <summary>
     /// The fast per-task loop (<see cref="FastTaskLoopScript"/>): runs every task of the batch from
     /// C#. Each task's script block runs in a new scope below the loop's, where <c>$_</c> is its
-    /// input, and writes into the loop's output pipe, so output streams to the task as it is
+    /// input (or in the loop's scope, for a block that can define nothing there: see
+    /// <see cref="ScriptPlan.NeedsOwnScope"/>), and writes into the loop's output pipe, so output streams to the task as it is
     /// written. <c>exit</c>, a stray <c>break</c> or <c>continue</c>, and a terminating error end
     /// the task, not the loop.
     /// </summary>
@@ -131,7 +133,7 @@ internal sealed partial class Worker
             try
             {
                 underbar.Value = CurrentInput;
-                invoke.InvokeScript(text, true, PipelineResultTypes.Output, s_noInput, CurrentArguments);
+                invoke.InvokeScript(text, _ownScope, PipelineResultTypes.Output, s_noInput, CurrentArguments);
             }
             catch (PipelineStoppedException)
             {
