@@ -155,7 +155,7 @@ public class HandOffWorkTests
     public async Task A_gather_of_hand_off_work_ends_when_the_runner_has_ended_every_task_and_keeps_input_order()
     {
         var runner = new Runner();
-        var gatherer = new Gatherer<int>();
+        var gatherer = new Gatherer<int>(new GatherOptions { StartInline = true }); // handed off in order, as Invoke-Gather does
         var tasks = Enumerable.Range(0, 5).Select(i => gatherer.AddHandOff(runner.HandOff, tag: i)).ToList();
         gatherer.Seal();
 
