@@ -56,12 +56,7 @@ public abstract class ScriptCmdletBase : AsyncGroupCmdlet
             throw; // not reached
         }
 
-        var batch = new ScriptBatch(plan, maxWorkers);
-        if (sessions is not null)
-        {
-            batch.Remote = new RemoteTarget(sessions, RemoteModules());
-        }
-
+        var batch = new ScriptBatch(plan, maxWorkers, sessions is null ? null : new RemoteTarget(sessions, RemoteModules()));
         TrackBatch(batch);
         return batch;
     }

@@ -26,6 +26,13 @@ namespace AsyncGroup.Core;
 /// Back-pressure: a producer that outruns its workers can wait (<see cref="WaitForRoom"/>) until
 /// the queue is down to a given length, woken once when it is, not once per item taken.
 /// </para>
+/// <para>
+/// Late starts: workers beyond the first few (<c>startAtOnce</c>, say one per processor) start
+/// only once items have waited a whole <c>lateStartDelay</c> with none taken — the workers there
+/// are busy with long items (waiting on the network, sleeping), and more of them help. Items
+/// that are taken as they come are short: more workers than processors would only contend for
+/// them. Cold workers still opening take nothing either, so they never hold the others back.
+/// </para>
 /// </remarks>
 public sealed class WorkQueue<T>
     where T : class
@@ -46,6 +53,14 @@ public sealed class WorkQueue<T>
     private bool _completed; // written under the gate, read by the spinner without it
     private int _roomAt = -1; // a producer waits until at most this many items are queued; -1: none waits
     private ManualResetEventSlim? _room; // made on the first wait for room, set when there is room
+    private readonly int _startAtOnce; // workers started as soon as items wait; the others start late
+    private readonly TimeSpan _lateStartDelay;
+    private readonly Action? _lateStart;
+    private Timer? _lateStartTimer;
+    private bool _lateStartArmed;
+    private long _taken; // items taken so far (the late-start check looks for progress)
+    private long _takenAtArm;
+    private static readonly TimerCallback s_lateStartTick = static s => ((WorkQueue<T>)s!).LateStartTick();
 
     /// <summary>Creates a queue served by at most <paramref name="maxWorkers"/> workers.</summary>
     /// <param name="maxWorkers">The most workers the queue asks for.</param>
@@ -54,13 +69,45 @@ public sealed class WorkQueue<T>
     /// zero: never). Never on a single processor, where the spinner would only delay the producer.
     /// </param>
     public WorkQueue(int maxWorkers, TimeSpan? spin = null)
+        : this(maxWorkers, maxWorkers, Timeout.InfiniteTimeSpan, null, spin)
+    {
+    }
+
+    /// <summary>
+    /// Creates a queue whose workers beyond the first <paramref name="startAtOnce"/> start late
+    /// (see the remarks on the type): once items have waited <paramref name="lateStartDelay"/> with
+    /// none taken, the queue counts the workers it needs and calls <paramref name="lateStart"/>
+    /// once for each, from a timer thread.
+    /// </summary>
+    /// <param name="maxWorkers">The most workers the queue asks for.</param>
+    /// <param name="startAtOnce">Workers started as soon as items wait for them (at least 1).</param>
+    /// <param name="lateStartDelay">
+    /// How long waiting items must see no progress before more workers start; <see cref="Timeout.InfiniteTimeSpan"/>:
+    /// no timer, <see cref="LateStartTick"/> is called by the owner (tests).
+    /// </param>
+    /// <param name="lateStart">Starts one worker the queue counted as started (as when <see cref="Enqueue"/> returns true).</param>
+    /// <param name="spin">See <see cref="WorkQueue{T}(int, TimeSpan?)"/>.</param>
+    public WorkQueue(int maxWorkers, int startAtOnce, TimeSpan lateStartDelay, Action? lateStart, TimeSpan? spin = null)
     {
         if (maxWorkers < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(maxWorkers), maxWorkers, "At least one worker is needed.");
         }
 
+        if (startAtOnce < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(startAtOnce), startAtOnce, "At least one worker must start at once.");
+        }
+
+        if (startAtOnce < maxWorkers && lateStart is null)
+        {
+            throw new ArgumentNullException(nameof(lateStart), "Workers that start late need a way to be started.");
+        }
+
         _maxWorkers = maxWorkers;
+        _startAtOnce = Math.Min(startAtOnce, maxWorkers);
+        _lateStartDelay = lateStartDelay;
+        _lateStart = lateStart;
         TimeSpan s = spin ?? DefaultSpin;
         _spinTicks = Environment.ProcessorCount < 2 || s <= TimeSpan.Zero
             ? 0
@@ -367,11 +414,82 @@ public sealed class WorkQueue<T>
     {
         if (_count > _waiting + _spinning && _workers < _maxWorkers)
         {
-            _workers++;
-            return true;
+            if (_workers < _startAtOnce)
+            {
+                _workers++;
+                return true;
+            }
+
+            ArmLateStartLocked();
         }
 
         return false;
+    }
+
+    /// <summary>Looks again, one delay from now, whether the items waiting now see any progress.</summary>
+    private void ArmLateStartLocked()
+    {
+        if (_lateStartArmed)
+        {
+            return;
+        }
+
+        _lateStartArmed = true;
+        _takenAtArm = _taken;
+        if (_lateStartDelay == Timeout.InfiniteTimeSpan)
+        {
+            return; // the owner calls LateStartTick
+        }
+
+        if (_lateStartTimer is null)
+        {
+            // The timer must not carry the arming thread's context (a runspace's, say) along.
+            using (ExecutionContext.SuppressFlow())
+            {
+                _lateStartTimer = new Timer(s_lateStartTick, this, Timeout.Infinite, Timeout.Infinite);
+            }
+        }
+
+        _lateStartTimer.Change(_lateStartDelay, Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>
+    /// The late-start check, a delay after it was armed: when items still wait for a worker and
+    /// none was taken meanwhile, workers start for them (up to the limit); when items were taken,
+    /// the workers keep up, and the check is armed again while items wait.
+    /// </summary>
+    internal void LateStartTick()
+    {
+        int start = 0;
+        lock (_gate)
+        {
+            if (!_lateStartArmed)
+            {
+                return;
+            }
+
+            _lateStartArmed = false;
+            int unserved = _count - _waiting - _spinning;
+            if (unserved <= 0 || _workers >= _maxWorkers)
+            {
+                return;
+            }
+
+            if (_taken == _takenAtArm)
+            {
+                start = Math.Min(unserved, _maxWorkers - _workers);
+                _workers += start;
+            }
+            else
+            {
+                ArmLateStartLocked();
+            }
+        }
+
+        for (int i = 0; i < start; i++)
+        {
+            _lateStart!();
+        }
     }
 
     private void AddLastLocked(T item)
@@ -385,6 +503,7 @@ public sealed class WorkQueue<T>
     {
         T item = _ring[_head]!;
         _ring[_head] = null;
+        _taken++;
         _head = (_head + 1) % _ring.Length;
         Volatile.Write(ref _count, _count - 1);
         SignalRoomLocked();

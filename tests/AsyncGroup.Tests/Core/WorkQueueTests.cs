@@ -356,6 +356,104 @@ public class WorkQueueTests
         Assert.True(queue.WaitForRoom(2, 0));
     }
 
+    // Late starts, driven by hand: no timer (an infinite delay), the test calls LateStartTick.
+    private static WorkQueue<string> LateStartQueue(int maxWorkers, int startAtOnce, Action lateStart) =>
+        new(maxWorkers, startAtOnce, Timeout.InfiniteTimeSpan, lateStart);
+
+    private static int EnqueueAll(WorkQueue<string> queue, params string[] items)
+    {
+        int starts = 0;
+        foreach (string item in items)
+        {
+            queue.Register();
+            if (queue.Enqueue(item))
+            {
+                starts++;
+            }
+        }
+
+        return starts;
+    }
+
+    [Fact]
+    public void Workers_beyond_the_first_start_late_once_waiting_items_saw_no_progress()
+    {
+        int lateStarts = 0;
+        var queue = LateStartQueue(4, 1, () => lateStarts++);
+        Assert.Equal(1, EnqueueAll(queue, "a", "b", "c"));
+        Assert.Equal(0, lateStarts);
+
+        // A whole delay without an item taken: a worker for each waiting item, up to the limit.
+        queue.LateStartTick();
+        Assert.Equal(3, lateStarts);
+        Assert.Equal(4, queue.Workers);
+        queue.LateStartTick(); // not armed again: nothing more
+        Assert.Equal(3, lateStarts);
+    }
+
+    [Fact]
+    public void Workers_that_keep_up_with_the_items_get_no_late_company()
+    {
+        int lateStarts = 0;
+        var queue = LateStartQueue(4, 2, () => lateStarts++);
+        Assert.Equal(2, EnqueueAll(queue, "a", "b", "c", "d"));
+
+        // Items taken since the check was armed: the workers keep up, so it is armed again.
+        Assert.Equal("a", queue.Take());
+        queue.LateStartTick();
+        Assert.Equal(0, lateStarts);
+        Assert.Equal(2, queue.Workers);
+
+        // Then a delay with no progress, items still waiting: two more workers, one for each.
+        queue.LateStartTick();
+        Assert.Equal(2, lateStarts);
+        Assert.Equal(4, queue.Workers);
+    }
+
+    [Fact]
+    public void A_late_start_counts_only_items_no_idle_worker_is_there_to_take()
+    {
+        int lateStarts = 0;
+        var queue = LateStartQueue(8, 1, () => lateStarts++);
+        Assert.Equal(1, EnqueueAll(queue, "a", "b"));
+        Assert.Equal("a", queue.Take());
+        Assert.Equal("b", queue.Take());
+        queue.LateStartTick(); // progress: armed again, nothing waits now
+        queue.LateStartTick();
+        Assert.Equal(0, lateStarts);
+
+        Assert.Equal(0, EnqueueAll(queue, "c", "d", "e"));
+        queue.LateStartTick(); // armed with progress counted at "c": none taken since
+        Assert.Equal(3, lateStarts);
+    }
+
+    [Fact]
+    public async Task With_a_real_timer_blocked_workers_get_company_after_the_delay()
+    {
+        var started = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        int lateStarts = 0;
+        var queue = new WorkQueue<string>(3, 1, TimeSpan.FromMilliseconds(20), () =>
+        {
+            if (Interlocked.Increment(ref lateStarts) == 2)
+            {
+                started.SetResult(2);
+            }
+        });
+        Assert.Equal(1, EnqueueAll(queue, "a", "b", "c"));
+        Assert.Equal("a", queue.Take()); // the one worker is now busy with "a" for as long as it likes
+
+        Assert.Equal(2, await started.Task.Bounded());
+        Assert.Equal(3, queue.Workers);
+    }
+
+    [Fact]
+    public void A_queue_whose_workers_start_late_needs_a_way_to_start_them()
+    {
+        Assert.Throws<ArgumentNullException>(() => new WorkQueue<string>(4, 1, TimeSpan.FromMilliseconds(5), null));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new WorkQueue<string>(4, 0, TimeSpan.FromMilliseconds(5), () => { }));
+        Assert.Equal(0, new WorkQueue<string>(4, 4, TimeSpan.FromMilliseconds(5), null).Workers); // all at once: no late start
+    }
+
     private static async Task WaitUntil(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow + TestAsync.Deadline;
