@@ -135,10 +135,12 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     /// Writes everything workers post until <paramref name="done"/> holds, checked on this thread
     /// after each message: a condition that only a message can make true (every task's completion
     /// notice handled, say), or one whose change posts a message (<see cref="Pump"/>).
-    /// <paramref name="onTaskDone"/> and <paramref name="onTick"/> as for <see cref="Pump"/>.
+    /// <paramref name="onTaskDone"/> and <paramref name="onTick"/> as for <see cref="Pump"/>;
+    /// <paramref name="nextTickMilliseconds"/>, when given, says before each wait how long the
+    /// next tick is from the last one (instead of <paramref name="tickMilliseconds"/>).
     /// </summary>
     /// <exception cref="PipelineStoppedException">The pipeline was stopped.</exception>
-    internal void PumpUntil(Func<bool> done, Action<AsyncTask>? onTaskDone = null, Action? onTick = null, int tickMilliseconds = 250)
+    internal void PumpUntil(Func<bool> done, Action<AsyncTask>? onTaskDone = null, Action? onTick = null, int tickMilliseconds = 250, Func<int>? nextTickMilliseconds = null)
     {
         var sinceTick = System.Diagnostics.Stopwatch.StartNew();
         while (true)
@@ -149,7 +151,8 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                 return;
             }
 
-            if (!DispatchNext(onTick is null ? Timeout.Infinite : tickMilliseconds, onTaskDone))
+            int tick = nextTickMilliseconds?.Invoke() ?? tickMilliseconds;
+            if (!DispatchNext(onTick is null ? Timeout.Infinite : Math.Max(0, tick - (int)sinceTick.ElapsedMilliseconds), onTaskDone))
             {
                 sinceTick.Restart();
                 onTick!();
@@ -157,7 +160,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
             }
 
             // On the clock, not per message: a tick may look at every task (progress counts them).
-            if (onTick is not null && sinceTick.ElapsedMilliseconds >= tickMilliseconds)
+            if (onTick is not null && sinceTick.ElapsedMilliseconds >= tick)
             {
                 sinceTick.Restart();
                 onTick();

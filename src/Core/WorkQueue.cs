@@ -28,10 +28,15 @@ namespace AsyncGroup.Core;
 /// </para>
 /// <para>
 /// Late starts: workers beyond the first few (<c>startAtOnce</c>, say one per processor) start
-/// only once items have waited a whole <c>lateStartDelay</c> with none taken — the workers there
-/// are busy with long items (waiting on the network, sleeping), and more of them help. Items
-/// that are taken as they come are short: more workers than processors would only contend for
-/// them. Cold workers still opening take nothing either, so they never hold the others back.
+/// only once items have waited a whole <c>lateStartDelay</c> while no worker came back for
+/// another item — the workers there are busy with long items (waiting on the network,
+/// sleeping), and more of them help. When workers keep coming back, the items are short, and
+/// more workers than processors would only contend for them. Workers still starting (a cold
+/// runspace opening) have not come back either, so they never hold the others back. The check
+/// runs when items are queued, and when the owner asks (<see cref="CheckLateStart"/>, as the
+/// producer waits for its items to end: <see cref="LateStartCheckIn"/> says when); a slow timer
+/// covers a producer that pauses elsewhere. A timer per check cost a thread-pool wake-up per
+/// call, which then spun for work on a processor the workers wanted.
 /// </para>
 /// </remarks>
 public sealed class WorkQueue<T>
@@ -54,13 +59,18 @@ public sealed class WorkQueue<T>
     private int _roomAt = -1; // a producer waits until at most this many items are queued; -1: none waits
     private ManualResetEventSlim? _room; // made on the first wait for room, set when there is room
     private readonly int _startAtOnce; // workers started as soon as items wait; the others start late
-    private readonly TimeSpan _lateStartDelay;
+    private readonly long _lateStartDelayTicks; // Stopwatch ticks; long.MaxValue: the owner calls LateStartTick
     private readonly Action? _lateStart;
     private Timer? _lateStartTimer;
-    private bool _lateStartArmed;
-    private long _taken; // items taken so far (the late-start check looks for progress)
-    private long _takenAtArm;
+    private bool _lateStartArmed; // items wait for a worker beyond the first few: a check is due at _lateStartDue
+    private bool _lateStartTimerSet; // the timer will fire (stopped once the queue is drained)
+    private long _lateStartDue;
+    private long _returns; // takes by workers back from an item (under the gate): the late-start check's sign of progress
+    private long _returnsAtArm;
     private static readonly TimerCallback s_lateStartTick = static s => ((WorkQueue<T>)s!).LateStartTick();
+
+    /// <summary>The fallback timer's delay: for a producer that neither queues nor waits on the queue.</summary>
+    private static readonly TimeSpan FallbackCheckDelay = TimeSpan.FromMilliseconds(250);
 
     /// <summary>Creates a queue served by at most <paramref name="maxWorkers"/> workers.</summary>
     /// <param name="maxWorkers">The most workers the queue asks for.</param>
@@ -106,7 +116,7 @@ public sealed class WorkQueue<T>
 
         _maxWorkers = maxWorkers;
         _startAtOnce = Math.Min(startAtOnce, maxWorkers);
-        _lateStartDelay = lateStartDelay;
+        _lateStartDelayTicks = lateStartDelay == Timeout.InfiniteTimeSpan ? long.MaxValue : Math.Max(1, (long)(lateStartDelay.TotalSeconds * Stopwatch.Frequency));
         _lateStart = lateStart;
         TimeSpan s = spin ?? DefaultSpin;
         _spinTicks = Environment.ProcessorCount < 2 || s <= TimeSpan.Zero
@@ -178,6 +188,8 @@ public sealed class WorkQueue<T>
     /// <summary>Queues a registered item. True when the caller should start a worker for it.</summary>
     public bool Enqueue(T item)
     {
+        int late;
+        bool start;
         lock (_gate)
         {
             // Queued before it stops counting as registered: HasWork, read without the lock,
@@ -198,13 +210,18 @@ public sealed class WorkQueue<T>
                 WakeOneIfNeededLocked();
             }
 
-            return NeedWorkerLocked();
+            start = NeedWorkerLocked(out late);
         }
+
+        StartLate(late);
+        return start;
     }
 
     /// <summary>Puts back, first in line, an item a leaving worker took but never started.</summary>
     public bool Requeue(T item)
     {
+        int late;
+        bool start;
         lock (_gate)
         {
             GrowIfFullLocked();
@@ -212,8 +229,11 @@ public sealed class WorkQueue<T>
             _ring[_head] = item;
             Volatile.Write(ref _count, _count + 1);
             WakeOneIfNeededLocked();
-            return NeedWorkerLocked();
+            start = NeedWorkerLocked(out late);
         }
+
+        StartLate(late);
+        return start;
     }
 
     /// <summary>Removes a queued item (it was cancelled before a worker took it).</summary>
@@ -264,17 +284,32 @@ public sealed class WorkQueue<T>
         {
             Volatile.Write(ref _completed, true);
             Monitor.PulseAll(_gate);
+            if (_count == 0)
+            {
+                StopLateStartTimerLocked(); // nothing waits: no check is needed
+            }
         }
     }
 
     /// <summary>Blocks a worker until an item is queued; null when the queue is drained for good.</summary>
-    public T? Take()
+    /// <param name="afterItem">
+    /// The worker comes back from an item it ran: what tells the late-start check that the
+    /// workers keep up (a worker's first take does not).
+    /// </param>
+    public T? Take(bool afterItem = false)
     {
+
         bool maySpin = _spinTicks > 0;
         while (true)
         {
             lock (_gate)
             {
+                if (afterItem)
+                {
+                    _returns++; // under the gate, where the check reads it
+                    afterItem = false;
+                }
+
                 if (_count > 0)
                 {
                     return TakeFirstLocked();
@@ -359,11 +394,16 @@ public sealed class WorkQueue<T>
     /// <summary>A worker left (drained, failed or abandoned). True when a replacement should start.</summary>
     public bool WorkerLeft()
     {
+        int late;
+        bool start;
         lock (_gate)
         {
             _workers--;
-            return NeedWorkerLocked();
+            start = NeedWorkerLocked(out late);
         }
+
+        StartLate(late);
+        return start;
     }
 
     /// <summary>A worker the queue asked for could not be started.</summary>
@@ -410,8 +450,14 @@ public sealed class WorkQueue<T>
         }
     }
 
-    private bool NeedWorkerLocked()
+    /// <summary>
+    /// True when the caller should start a worker now (counted as started). <paramref name="late"/>:
+    /// workers beyond the first few that the late-start check started (counted too), for the
+    /// caller to start with <see cref="StartLate"/> once out of the lock.
+    /// </summary>
+    private bool NeedWorkerLocked(out int late)
     {
+        late = 0;
         if (_count > _waiting + _spinning && _workers < _maxWorkers)
         {
             if (_workers < _startAtOnce)
@@ -420,25 +466,100 @@ public sealed class WorkQueue<T>
                 return true;
             }
 
-            ArmLateStartLocked();
+            late = LateStartCheckLocked(Stopwatch.GetTimestamp());
         }
 
         return false;
     }
 
-    /// <summary>Looks again, one delay from now, whether the items waiting now see any progress.</summary>
-    private void ArmLateStartLocked()
+    /// <summary>
+    /// Arms the late-start check, or runs it once it is due: when no worker came back for an item
+    /// since it was armed, workers start for the items no idle worker will take (up to the limit);
+    /// otherwise it is armed again. Returns how many workers to start.
+    /// </summary>
+    private int LateStartCheckLocked(long now, bool due = false)
     {
-        if (_lateStartArmed)
+        if (!_lateStartArmed)
         {
-            return;
+            _lateStartArmed = true;
+            _returnsAtArm = _returns;
+            _lateStartDue = DueFrom(now);
+            ScheduleLateStartCheckLocked();
+            return 0;
         }
 
-        _lateStartArmed = true;
-        _takenAtArm = _taken;
-        if (_lateStartDelay == Timeout.InfiniteTimeSpan)
+        if (!due && now < _lateStartDue)
         {
-            return; // the owner calls LateStartTick
+            return 0;
+        }
+
+        long returns = _returns;
+        if (returns != _returnsAtArm)
+        {
+            // The workers keep coming back: the items are short. Look again one delay from now.
+            _returnsAtArm = returns;
+            _lateStartDue = DueFrom(now);
+            ScheduleLateStartCheckLocked();
+            return 0;
+        }
+
+        int start = Math.Min(_count - _waiting - _spinning, _maxWorkers - _workers);
+        _workers += start;
+        StopLateStartTimerLocked(); // the next backlog arms it again
+        return start;
+    }
+
+    private long DueFrom(long now) => _lateStartDelayTicks == long.MaxValue ? long.MaxValue : now + _lateStartDelayTicks;
+
+    /// <summary>
+    /// Time until the armed late-start check is due (zero when overdue); null when none is armed.
+    /// A producer that waits for its items to end calls <see cref="CheckLateStart"/> then.
+    /// </summary>
+    public TimeSpan? LateStartCheckIn
+    {
+        get
+        {
+            lock (_gate)
+            {
+                if (!_lateStartArmed || _lateStartDelayTicks == long.MaxValue)
+                {
+                    return null;
+                }
+
+                long left = Math.Max(0, _lateStartDue - Stopwatch.GetTimestamp());
+                return TimeSpan.FromSeconds(left / (double)Stopwatch.Frequency);
+            }
+        }
+    }
+
+    /// <summary>Runs the armed late-start check if it is due, and starts the workers it counts.</summary>
+    public void CheckLateStart()
+    {
+        int start;
+        lock (_gate)
+        {
+            if (!_lateStartArmed)
+            {
+                return;
+            }
+
+            start = _count > _waiting + _spinning && _workers < _maxWorkers
+                ? LateStartCheckLocked(Stopwatch.GetTimestamp())
+                : 0;
+        }
+
+        StartLate(start);
+    }
+
+    /// <summary>
+    /// Sets the fallback timer for the armed check, once per armed spell (not moved at every
+    /// re-arm): a timer moved earlier, or stopped, still woke a thread-pool thread at its old time.
+    /// </summary>
+    private void ScheduleLateStartCheckLocked()
+    {
+        if (!_lateStartArmed || _lateStartDelayTicks == long.MaxValue || _lateStartTimerSet)
+        {
+            return;
         }
 
         if (_lateStartTimer is null)
@@ -450,45 +571,54 @@ public sealed class WorkQueue<T>
             }
         }
 
-        _lateStartTimer.Change(_lateStartDelay, Timeout.InfiniteTimeSpan);
+        _lateStartTimer.Change(FallbackCheckDelay, Timeout.InfiniteTimeSpan);
+        _lateStartTimerSet = true;
     }
 
     /// <summary>
-    /// The late-start check, a delay after it was armed: when items still wait for a worker and
-    /// none was taken meanwhile, workers start for them (up to the limit); when items were taken,
-    /// the workers keep up, and the check is armed again while items wait.
+    /// The late-start check from the fallback timer (or, in tests, from the owner): runs the armed
+    /// check as if it were due, and starts the workers it counts.
     /// </summary>
     internal void LateStartTick()
     {
         int start = 0;
         lock (_gate)
         {
+            _lateStartTimerSet = false; // it fired (or the owner ticks)
             if (!_lateStartArmed)
             {
                 return;
             }
 
-            _lateStartArmed = false;
-            int unserved = _count - _waiting - _spinning;
-            if (unserved <= 0 || _workers >= _maxWorkers)
+            if (_count - _waiting - _spinning <= 0 || _workers >= _maxWorkers)
             {
+                _lateStartArmed = false; // nothing waits for a worker now: the next backlog arms it again
                 return;
             }
 
-            if (_taken == _takenAtArm)
-            {
-                start = Math.Min(unserved, _maxWorkers - _workers);
-                _workers += start;
-            }
-            else
-            {
-                ArmLateStartLocked();
-            }
+            start = LateStartCheckLocked(Stopwatch.GetTimestamp(), due: true);
         }
 
-        for (int i = 0; i < start; i++)
+        StartLate(start);
+    }
+
+    /// <summary>Starts the workers a late-start check counted (outside the lock).</summary>
+    private void StartLate(int count)
+    {
+        for (int i = 0; i < count; i++)
         {
             _lateStart!();
+        }
+    }
+
+    /// <summary>The queue is done with: no late-start check is left pending on its timer.</summary>
+    private void StopLateStartTimerLocked()
+    {
+        _lateStartArmed = false;
+        if (_lateStartTimerSet)
+        {
+            _lateStartTimerSet = false;
+            _lateStartTimer!.Change(Timeout.Infinite, Timeout.Infinite); // so it does not run the check
         }
     }
 
@@ -503,10 +633,14 @@ public sealed class WorkQueue<T>
     {
         T item = _ring[_head]!;
         _ring[_head] = null;
-        _taken++;
         _head = (_head + 1) % _ring.Length;
         Volatile.Write(ref _count, _count - 1);
         SignalRoomLocked();
+        if (_count == 0 && _completed && (_lateStartArmed || _lateStartTimerSet))
+        {
+            StopLateStartTimerLocked(); // drained: a call's last items leave no timer behind
+        }
+
         return item;
     }
 

@@ -36,6 +36,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     private readonly List<AsyncTask> _given = new();              // -Task: the tasks given, as given
     private readonly List<int> _firstCancelled = new();           // the smallest positions of cancelled tasks (ReportUnfinished)
     private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private readonly Stopwatch _progressClock = Stopwatch.StartNew(); // since the last progress tick
     private readonly Action<AsyncTask> _onTaskDone; // OnTaskDone as one delegate, not one per input
     private Gatherer<IReadOnlyList<PSObject>>? _gatherer;
     private ConcurrencyLimiter? _limiter;
@@ -250,6 +251,8 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
                 return;
             }
 
+            batch.CheckLateStart(); // the queue is full: its tasks may be ones that block
+
             if (sinceTick.ElapsedMilliseconds >= ProgressTickMilliseconds)
             {
                 sinceTick.Restart();
@@ -305,7 +308,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         // final): the gather is then complete, and awaiting it goes on here. Awaited while still
         // running, its end was handed to the thread pool, so every call woke a pool thread, which
         // then spun for more work on a processor the workers wanted.
-        PumpUntil(() => _done >= _count, _onTaskDone, ShowProgress);
+        PumpUntil(() => _done >= _count, _onTaskDone, OnFinishingTick, nextTickMilliseconds: FinishingTickMilliseconds);
         Task all = gatherer.WhenAllAsync();
         Pump(all, _onTaskDone, ShowProgress);
         CatchUp(DoneInInputOrder());
@@ -334,6 +337,25 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             ReportUnfinished("the timeout expired");
             ThrowTerminatingError(ErrorHelper.Timeout(
                 new TimeoutException($"The gather did not complete within {Timeout:0.###} s: the input had not ended."), null));
+        }
+    }
+
+    /// <summary>
+    /// While the tasks end: how long until the next tick. Sooner than the progress tick while
+    /// the pipeline batch's late-start check is pending (its tasks may need more workers).
+    /// </summary>
+    private int FinishingTickMilliseconds() =>
+        _pipelineBatch?.LateStartCheckIn is { } due
+            ? Math.Min(ProgressTickMilliseconds, Math.Max(1, (int)Math.Ceiling(due.TotalMilliseconds)))
+            : ProgressTickMilliseconds;
+
+    private void OnFinishingTick()
+    {
+        _pipelineBatch?.CheckLateStart();
+        if (_progressClock.ElapsedMilliseconds >= ProgressTickMilliseconds)
+        {
+            _progressClock.Restart();
+            ShowProgress();
         }
     }
 

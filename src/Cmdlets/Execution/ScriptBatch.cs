@@ -57,6 +57,15 @@ internal sealed class ScriptBatch
     internal bool WaitForRoom(int count, int millisecondsTimeout, CancellationToken cancellationToken) =>
         _queue.WaitForRoom(count, millisecondsTimeout, cancellationToken);
 
+    /// <summary>Time until the batch should look again whether its tasks need more workers (see <see cref="CheckLateStart"/>); null: nothing to look at.</summary>
+    internal TimeSpan? LateStartCheckIn => _queue.LateStartCheckIn;
+
+    /// <summary>
+    /// Starts more workers (up to the limit) if queued tasks waited the late-start delay with no
+    /// worker coming back for another: called by the producer while it waits for its tasks.
+    /// </summary>
+    internal void CheckLateStart() => _queue.CheckLateStart();
+
     /// <summary>True while the batch may still hand out tasks.</summary>
     internal bool HasWork => _queue.HasWork;
 
@@ -99,7 +108,8 @@ internal sealed class ScriptBatch
     }
 
     /// <summary>Blocks a worker until a task is queued; null when the batch is drained.</summary>
-    internal AsyncTask? Take() => _queue.Take();
+    /// <param name="afterTask">The worker comes back from a task it ran (see <see cref="WorkQueue{T}.Take"/>).</param>
+    internal AsyncTask? Take(bool afterTask = false) => _queue.Take(afterTask);
 
     /// <summary>Puts back a task a stopping worker took but never started.</summary>
     internal void Requeue(AsyncTask task)

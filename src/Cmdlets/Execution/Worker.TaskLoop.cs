@@ -202,7 +202,7 @@ internal sealed partial class Worker
                 return false;
             }
 
-            AsyncTask? next = batch.Take();
+            AsyncTask? next = batch.Take(afterTask: finished is not null);
             if (next is null)
             {
                 _drained = true;

@@ -398,8 +398,10 @@ public class WorkQueueTests
         var queue = LateStartQueue(4, 2, () => lateStarts++);
         Assert.Equal(2, EnqueueAll(queue, "a", "b", "c", "d"));
 
-        // Items taken since the check was armed: the workers keep up, so it is armed again.
+        // A worker came back for another item since the check was armed: the workers keep up,
+        // so it is armed again.
         Assert.Equal("a", queue.Take());
+        Assert.Equal("b", queue.Take(afterItem: true));
         queue.LateStartTick();
         Assert.Equal(0, lateStarts);
         Assert.Equal(2, queue.Workers);
@@ -408,6 +410,19 @@ public class WorkQueueTests
         queue.LateStartTick();
         Assert.Equal(2, lateStarts);
         Assert.Equal(4, queue.Workers);
+    }
+
+    [Fact]
+    public void A_worker_s_first_take_is_no_sign_that_the_workers_keep_up()
+    {
+        // A fan-out: the first worker takes its item and sleeps; only a worker back from an item
+        // shows that the items are short.
+        int lateStarts = 0;
+        var queue = LateStartQueue(3, 1, () => lateStarts++);
+        Assert.Equal(1, EnqueueAll(queue, "a", "b", "c"));
+        Assert.Equal("a", queue.Take());
+        queue.LateStartTick();
+        Assert.Equal(2, lateStarts);
     }
 
     [Fact]
@@ -444,6 +459,37 @@ public class WorkQueueTests
 
         Assert.Equal(2, await started.Task.Bounded());
         Assert.Equal(3, queue.Workers);
+    }
+
+    [Fact]
+    public void The_producer_s_check_does_nothing_before_the_delay()
+    {
+        int lateStarts = 0;
+        var queue = new WorkQueue<string>(3, 1, TimeSpan.FromSeconds(30), () => Interlocked.Increment(ref lateStarts));
+        Assert.Null(queue.LateStartCheckIn); // nothing waits yet
+        Assert.Equal(1, EnqueueAll(queue, "a", "b", "c"));
+
+        TimeSpan? due = queue.LateStartCheckIn;
+        Assert.NotNull(due);
+        Assert.True(due > TimeSpan.FromSeconds(20), $"due in {due}");
+        queue.CheckLateStart();
+        Assert.Equal(0, lateStarts);
+    }
+
+    [Fact]
+    public async Task The_producer_s_check_starts_workers_once_it_is_due_and_then_nothing_is_pending()
+    {
+        int lateStarts = 0;
+        var queue = new WorkQueue<string>(3, 1, TimeSpan.FromMilliseconds(1), () => Interlocked.Increment(ref lateStarts));
+        Assert.Equal(1, EnqueueAll(queue, "a", "b", "c"));
+        Assert.Equal("a", queue.Take());
+        queue.Complete();
+
+        await WaitUntil(() => queue.LateStartCheckIn is not { } due || due == TimeSpan.Zero);
+        queue.CheckLateStart();
+        Assert.Equal(2, Volatile.Read(ref lateStarts)); // (or the fallback timer got there first: the same starts)
+        Assert.Equal(3, queue.Workers);
+        Assert.Null(queue.LateStartCheckIn);
     }
 
     [Fact]
