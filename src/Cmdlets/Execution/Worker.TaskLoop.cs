@@ -313,8 +313,13 @@ internal sealed partial class Worker
             return value;
         }
 
-        return InLanguageMode(session, _batch!.Plan.Settings.LanguageMode, () => ScriptBlock.Create(block.ToString()));
+        return Recreated(session, block);
     }
+
+    // Apart from InWorker: the lambda's closure was allocated on every call of InWorker (once per
+    // item, for its input), script block or not.
+    private ScriptBlock Recreated(SessionState session, ScriptBlock block) =>
+        InLanguageMode(session, _batch!.Plan.Settings.LanguageMode, () => ScriptBlock.Create(block.ToString()));
 
     /// <summary>One object the task being run wrote to its output, as it writes it.</summary>
     internal void Out(PSObject? item) => _current?.AddOutput(item!);
