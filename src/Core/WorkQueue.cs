@@ -86,14 +86,15 @@ public sealed class WorkQueue<T>
     /// <summary>
     /// Creates a queue whose workers beyond the first <paramref name="startAtOnce"/> start late
     /// (see the remarks on the type): once items have waited <paramref name="lateStartDelay"/> with
-    /// none taken, the queue counts the workers it needs and calls <paramref name="lateStart"/>
-    /// once for each, from a timer thread.
+    /// no worker coming back for another, the queue counts the workers it needs and calls
+    /// <paramref name="lateStart"/> once for each, on the thread that ran the check (the
+    /// producer's, or the fallback timer's).
     /// </summary>
     /// <param name="maxWorkers">The most workers the queue asks for.</param>
     /// <param name="startAtOnce">Workers started as soon as items wait for them (at least 1).</param>
     /// <param name="lateStartDelay">
     /// How long waiting items must see no progress before more workers start; <see cref="Timeout.InfiniteTimeSpan"/>:
-    /// no timer, <see cref="LateStartTick"/> is called by the owner (tests).
+    /// never by itself and no timer, the owner calls <see cref="LateStartTick"/> (tests).
     /// </param>
     /// <param name="lateStart">Starts one worker the queue counted as started (as when <see cref="Enqueue"/> returns true).</param>
     /// <param name="spin">See <see cref="WorkQueue{T}(int, TimeSpan?)"/>.</param>
@@ -298,7 +299,6 @@ public sealed class WorkQueue<T>
     /// </param>
     public T? Take(bool afterItem = false)
     {
-
         bool maySpin = _spinTicks > 0;
         while (true)
         {
@@ -611,7 +611,7 @@ public sealed class WorkQueue<T>
         }
     }
 
-    /// <summary>The queue is done with: no late-start check is left pending on its timer.</summary>
+    /// <summary>Disarms the late-start check (nothing waits, or its workers were started), timer included.</summary>
     private void StopLateStartTimerLocked()
     {
         _lateStartArmed = false;

@@ -22,11 +22,11 @@ internal sealed class ScriptBatch
     private readonly List<Worker> _serving = new(); // workers handed this batch that have not left it
 
     /// <summary>
-    /// How long queued tasks must wait with none started before local workers beyond one per
-    /// processor start (see <see cref="WorkQueue{T}"/>'s late starts): tasks that do not block
-    /// run no faster on more workers than processors, and 4 workers on 2 processors spent a
-    /// third more processor time per trivial item than 2. Tasks that block (a fan-out of
-    /// requests or sleeps) get the rest of their workers this much later.
+    /// How long queued tasks must wait with no worker coming back for another before local
+    /// workers beyond one per processor start (see <see cref="WorkQueue{T}"/>'s late starts):
+    /// tasks that do not block run no faster on more workers than processors, and 4 workers on
+    /// 2 processors spent about a fifth more processor time per trivial item than 2. Tasks that
+    /// block (a fan-out of requests or sleeps) get the rest of their workers this much later.
     /// </summary>
     internal static readonly TimeSpan LateStartDelay = TimeSpan.FromMilliseconds(5);
 
