@@ -203,6 +203,21 @@ Describe 'Invoke-Gather' {
             $s.SiblingExited.IsSet | Should -BeTrue
         }
 
+        It 'stops reading its input at the first failure, so a long upstream ends with the error' {
+            # Before, every later input was read and became a cancelled task: an endless upstream
+            # never ended. Back-pressure bounds how far the input runs ahead of the failure.
+            $read = [ref]0
+            $err = try {
+                & { foreach ($i in 1..200000) { $read.Value++; $i } } |
+                    Invoke-Gather { if ($_ -eq 1) { throw 'first' }; $_ } -WarningAction SilentlyContinue | Out-Null
+            }
+            catch { $_ }
+
+            $err.Exception.Message | Should -Be 'first'
+            $err.FullyQualifiedErrorId | Should -Be 'AsyncGroup.TaskFailed,AsyncGroup.Commands.InvokeGatherCommand'
+            $read.Value | Should -BeLessThan 100000
+        }
+
         It 'does not cancel tasks given with -Task when one of them fails' {
             $bad = Start-AsyncTask { throw 'bad' }
             $slow = Start-AsyncTask { foreach ($i in 1..3000) { Start-Sleep -Milliseconds 20 } }

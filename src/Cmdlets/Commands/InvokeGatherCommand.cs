@@ -193,13 +193,15 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
 
         if (PipelineMode)
         {
-            if (_gatherer is { TimedOut: true })
+            if (_gatherer is { IsStopping: true } stopping && (stopping.TimedOut || stopping.Trigger is not null))
             {
-                // -Timeout expired while the upstream was still producing: end the call now (which
-                // also stops the upstream) rather than after the last input.
+                // -Timeout expired, or a task failed (fail-fast), while the upstream was still
+                // producing: end the call now, which also stops the upstream, rather than after the
+                // last input. Each later input only became a cancelled task, and an endless
+                // upstream never got to its last one.
                 try
                 {
-                    FinishGather(timedOut: true);
+                    FinishGather(timedOut: stopping.TimedOut);
                 }
                 finally
                 {
