@@ -133,6 +133,24 @@ Invoke-Gather { 'ran' }
     }
 }
 
+Describe 'A worker whose runspace was closed from outside' {
+    It 'is replaced, not rented, by the next call' {
+        # Get-Runspace lists the workers, and a user may dispose them: the pool kept the dead
+        # workers idle and every later call failed ("the runspace is not in the 'Opened' state").
+        $child = Invoke-Child @'
+$null = 1..4 | Invoke-Gather { $_ } -ThrottleLimit 4
+$idle = Wait-ChildUntil { [AsyncGroup.WorkerPoolStatus]::IdleWorkers -ge 1 }
+$disposed = @(Get-Runspace | Where-Object Name -like 'AsyncGroup-*' | ForEach-Object { $_.Dispose(); $_.Name }).Count
+"idle=$idle disposed=$($disposed -ge 1)"
+(1..4 | Invoke-Gather { $_ * 2 } -ThrottleLimit 4) -join ','
+(Invoke-Gather { 'again' })
+'@
+        $child.TimedOut | Should -BeFalse
+        $child.ErrorText | Should -BeNullOrEmpty
+        $child.Output | Should -Be @('idle=True disposed=True', '2,4,6,8', 'again')
+    }
+}
+
 Describe 'Worker churn' {
     It 'loses no worker: every worker is idle again after many calls (<Name>)' -ForEach @(
         @{ Name = 'Receive-AsyncTask -Wait'; Script = @'

@@ -108,6 +108,23 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
 
     internal AsyncTask? Current => _current;
 
+    /// <summary>False once its runspace is closing or closed (by the module, or from outside) or the worker is retired.</summary>
+    internal bool IsUsable
+    {
+        get
+        {
+            lock (_gate)
+            {
+                if (_closing)
+                {
+                    return false;
+                }
+            }
+
+            return Runspace.RunspaceStateInfo.State == RunspaceState.Opened;
+        }
+    }
+
     /// <summary>Imports AsyncGroup into this worker on first use (null when it was imported at open).</summary>
     internal OwnModuleImport? OwnImport { get; set; }
 

@@ -78,13 +78,13 @@ internal sealed class WorkerPool
     /// </remarks>
     internal Worker? Rent(Func<bool>? stillNeeded = null)
     {
-        Worker? worker = _warm.TryRent();
+        Worker? worker = TakeUsable(static warm => warm.TryRent());
         if (worker is null)
         {
             s_openSlots.Wait();
             try
             {
-                worker = _warm.TryRentIdle(TimeSpan.Zero);
+                worker = TakeUsable(static warm => warm.TryRentIdle(TimeSpan.Zero));
                 if (worker is null)
                 {
                     if (stillNeeded is not null && !stillNeeded())
@@ -185,13 +185,33 @@ internal sealed class WorkerPool
     /// </summary>
     internal Worker? TryRentIdle()
     {
-        Worker? worker = _warm.TryRentIdle(InlineReturnWait);
+        Worker? worker = TakeUsable(static warm => warm.TryRentIdle(InlineReturnWait));
         if (worker is not null)
         {
             s_busy[worker] = 0;
         }
 
         return worker;
+    }
+
+    /// <summary>
+    /// The first usable worker <paramref name="take"/> gives, or null. A worker whose runspace was
+    /// closed from outside while it was idle (Get-Runspace lists the workers, and a user may
+    /// dispose them) is let go and the next one taken: renting it failed every later call.
+    /// </summary>
+    private Worker? TakeUsable(Func<WarmPool<Worker>, Worker?> take)
+    {
+        while (take(_warm) is { } worker)
+        {
+            if (worker.IsUsable)
+            {
+                return worker;
+            }
+
+            worker.Close();
+        }
+
+        return null;
     }
 
     /// <summary>The names of the worker runspaces serving a call right now (or stuck and abandoned).</summary>
