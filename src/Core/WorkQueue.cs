@@ -458,7 +458,7 @@ public sealed class WorkQueue<T>
     private bool NeedWorkerLocked(out int late)
     {
         late = 0;
-        if (_count > _waiting + _spinning && _workers < _maxWorkers)
+        if (WorkerWantedLocked)
         {
             if (_workers < _startAtOnce)
             {
@@ -509,6 +509,9 @@ public sealed class WorkQueue<T>
         return start;
     }
 
+    /// <summary>Items wait that no idle worker will take, and the limit allows another worker.</summary>
+    private bool WorkerWantedLocked => _count > _waiting + _spinning && _workers < _maxWorkers;
+
     private long DueFrom(long now) => _lateStartDelayTicks == long.MaxValue ? long.MaxValue : now + _lateStartDelayTicks;
 
     /// <summary>
@@ -533,23 +536,7 @@ public sealed class WorkQueue<T>
     }
 
     /// <summary>Runs the armed late-start check if it is due, and starts the workers it counts.</summary>
-    public void CheckLateStart()
-    {
-        int start;
-        lock (_gate)
-        {
-            if (!_lateStartArmed)
-            {
-                return;
-            }
-
-            start = _count > _waiting + _spinning && _workers < _maxWorkers
-                ? LateStartCheckLocked(Stopwatch.GetTimestamp())
-                : 0;
-        }
-
-        StartLate(start);
-    }
+    public void CheckLateStart() => RunLateStartCheck(fromTimer: false);
 
     /// <summary>
     /// Sets the fallback timer for the armed check, once per armed spell (not moved at every
@@ -579,24 +566,34 @@ public sealed class WorkQueue<T>
     /// The late-start check from the fallback timer (or, in tests, from the owner): runs the armed
     /// check as if it were due, and starts the workers it counts.
     /// </summary>
-    internal void LateStartTick()
+    internal void LateStartTick() => RunLateStartCheck(fromTimer: true);
+
+    /// <summary>
+    /// The armed late-start check, from the producer (when due) or the timer (as if due). When no
+    /// item waits for a worker any more, it is disarmed: the next backlog arms it again.
+    /// </summary>
+    private void RunLateStartCheck(bool fromTimer)
     {
-        int start = 0;
+        int start;
         lock (_gate)
         {
-            _lateStartTimerSet = false; // it fired (or the owner ticks)
+            if (fromTimer)
+            {
+                _lateStartTimerSet = false; // it fired (or the owner ticks)
+            }
+
             if (!_lateStartArmed)
             {
                 return;
             }
 
-            if (_count - _waiting - _spinning <= 0 || _workers >= _maxWorkers)
+            if (!WorkerWantedLocked)
             {
-                _lateStartArmed = false; // nothing waits for a worker now: the next backlog arms it again
+                StopLateStartTimerLocked();
                 return;
             }
 
-            start = LateStartCheckLocked(Stopwatch.GetTimestamp(), due: true);
+            start = LateStartCheckLocked(Stopwatch.GetTimestamp(), due: fromTimer);
         }
 
         StartLate(start);

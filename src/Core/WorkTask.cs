@@ -68,7 +68,6 @@ public abstract class WorkTask
     private int _cancelCause;
     private int _started;
     private int _workEnded; // 1 once the work's end is claimed (EndWork): a hand-off may be ended only once
-    private int _handedOff; // hand-off work: 1 once handed off
     private string? _name;
 
     // UTC: DateTime.UtcNow is several times cheaper than DateTimeOffset.Now (no time-zone lookup
@@ -427,18 +426,6 @@ public abstract class WorkTask
     /// <summary>True once the work has ended (its end claimed by whoever ended it).</summary>
     internal bool IsWorkEnded => Volatile.Read(ref _workEnded) != 0;
 
-    /// <summary>Hand-off work may end only once it was handed off (the task is Running).</summary>
-    private protected void ThrowIfNotHandedOff()
-    {
-        if (Volatile.Read(ref _handedOff) == 0)
-        {
-            throw new InvalidOperationException($"Task '{Name}' has not handed its work off: it cannot end it.");
-        }
-    }
-
-    /// <summary>Marks hand-off work as handed off (just before the hand-off runs).</summary>
-    private protected void MarkHandedOff() => Volatile.Write(ref _handedOff, 1);
-
     /// <summary>True once the work runs, for a task with a limiter: only then has it a slot to give back.</summary>
     private bool SlotTaken => _slot is not null;
 
@@ -778,6 +765,7 @@ public sealed class WorkTask<T> : WorkTask
 {
     private readonly Func<CancellationToken, Task<T>>? _work;
     private readonly Action<WorkTask<T>>? _handOff;
+    private int _handedOff; // 1 once the hand-off ran (the task is Running): only then may its work end
     private Task<T>? _running;
     private T? _result;
 
@@ -807,7 +795,6 @@ public sealed class WorkTask<T> : WorkTask
     /// <exception cref="InvalidOperationException">The task has no hand-off work, or has not handed it off yet.</exception>
     public bool EndWork(T result)
     {
-        ThrowIfNotHandOff();
         ThrowIfNotHandedOff();
         if (!TryClaimWorkEnd())
         {
@@ -832,16 +819,20 @@ public sealed class WorkTask<T> : WorkTask
             throw new ArgumentNullException(nameof(error));
         }
 
-        ThrowIfNotHandOff();
         ThrowIfNotHandedOff();
         return EndWorkOnce(error);
     }
 
-    private void ThrowIfNotHandOff()
+    private void ThrowIfNotHandedOff()
     {
         if (_handOff is null)
         {
             throw new InvalidOperationException($"Task '{Name}' runs its work itself: only hand-off work is ended by its runner.");
+        }
+
+        if (Volatile.Read(ref _handedOff) == 0)
+        {
+            throw new InvalidOperationException($"Task '{Name}' has not handed its work off: it cannot end it.");
         }
     }
 
@@ -877,7 +868,7 @@ public sealed class WorkTask<T> : WorkTask
     {
         if (_handOff is not null)
         {
-            MarkHandedOff();
+            Volatile.Write(ref _handedOff, 1);
             _handOff(this);
             return null;
         }
