@@ -232,8 +232,6 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             return;
         }
 
-        var sinceTick = Stopwatch.StartNew();
-
         // A stopping gather (a failure, -Timeout) cancels what is queued: no more waiting.
         while (_gatherer is not { IsStopping: true })
         {
@@ -254,12 +252,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             }
 
             batch.CheckLateStart(); // the queue is full: its tasks may be ones that block
-
-            if (sinceTick.ElapsedMilliseconds >= ProgressTickMilliseconds)
-            {
-                sinceTick.Restart();
-                ShowProgress();
-            }
+            TickProgress();
         }
     }
 
@@ -354,6 +347,12 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     private void OnFinishingTick()
     {
         _pipelineBatch?.CheckLateStart();
+        TickProgress();
+    }
+
+    /// <summary>Shows progress if the last progress tick is <see cref="ProgressTickMilliseconds"/> old.</summary>
+    private void TickProgress()
+    {
         if (_progressClock.ElapsedMilliseconds >= ProgressTickMilliseconds)
         {
             _progressClock.Restart();

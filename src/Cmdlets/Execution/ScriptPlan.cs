@@ -285,12 +285,13 @@ internal sealed class ScriptPlan
         }
 
         text.Append(body, position, body.Length - position);
+        bool callsNothing = CallsNothingIn(ast);
         return new ScriptPlan(body, PositionPadding(ast) + text, values, settings)
         {
             TouchesSharedScopes = MayTouchSharedScopes(ast),
             HasProcessBlock = ast.ProcessBlock is not null,
-            CallsNothing = CallsNothingIn(ast),
-            NeedsOwnScope = NeedsOwnScopeIn(ast),
+            CallsNothing = callsNothing,
+            NeedsOwnScope = !callsNothing || MayDefineInItsScope(ast),
         };
     }
 
@@ -338,9 +339,9 @@ internal sealed class ScriptPlan
     /// </summary>
     public bool NeedsOwnScope { get; private set; } = true;
 
-    private static bool NeedsOwnScopeIn(ScriptBlockAst ast) =>
+    /// <summary>The part of <see cref="NeedsOwnScope"/> beyond <see cref="CallsNothing"/>.</summary>
+    private static bool MayDefineInItsScope(ScriptBlockAst ast) =>
         ast.ParamBlock is not null || ast.DynamicParamBlock is not null || ast.BeginBlock is not null || ast.ProcessBlock is not null
-        || !CallsNothingIn(ast)
         || ast.Find(a => a switch
         {
             AssignmentStatementAst or FunctionDefinitionAst or TypeDefinitionAst or UsingStatementAst or DataStatementAst
