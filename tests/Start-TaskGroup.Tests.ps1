@@ -392,29 +392,20 @@ Describe 'Start-TaskGroup' {
             $run.Text | Should -Match '(?s)agCaught [^\r\n]*the Stop option.*agEnd'
         }
 
-        It 'asks once for a warning that an Invoke-Gather in the body relays' {
+        It 'asks once for <What>' -ForEach @(
             # Invoke-Gather asks (its task runs with Continue); the group passes the record on.
-            $run = Invoke-AnsweredChild -Command '$WarningPreference = "Inquire"; Start-TaskGroup { Invoke-Gather { Write-Warning "agRecord" }; "agAfter" }; "agEnd"' -Answer 'Y', 'Y'
+            @{ What = 'a warning that an Invoke-Gather in the body relays'; Expected = '(?s)agAfter.*agEnd'
+               Command = '$WarningPreference = "Inquire"; Start-TaskGroup { Invoke-Gather { Write-Warning "agRecord" }; "agAfter" }; "agEnd"' }
+            @{ What = 'a child''s warning, as before'; Expected = 'agEnd'
+               Command = '$WarningPreference = "Inquire"; Start-TaskGroup { $null = Start-AsyncTask { Write-Warning "agRecord" } }; "agEnd"' }
+            @{ What = 'a body''s warning under -WarningAction Inquire, as before'; Expected = '(?s)agAfter.*agEnd'
+               Command = 'Start-TaskGroup -WarningAction Inquire { Write-Warning "agRecord"; "agAfter" }; "agEnd"' }
+        ) {
+            $run = Invoke-AnsweredChild -Command $Command -Answer 'Y', 'Y'
 
             $run.TimedOut | Should -BeFalse
             $run.Prompts | Should -Be 1 -Because $run.Text
-            $run.Text | Should -Match '(?s)agAfter.*agEnd'
-        }
-
-        It 'still asks once for a child''s warning' {
-            $run = Invoke-AnsweredChild -Command '$WarningPreference = "Inquire"; Start-TaskGroup { $null = Start-AsyncTask { Write-Warning "agRecord" } }; "agEnd"' -Answer 'Y', 'Y'
-
-            $run.TimedOut | Should -BeFalse
-            $run.Prompts | Should -Be 1 -Because $run.Text
-            $run.Text | Should -Match 'agEnd'
-        }
-
-        It 'still asks once for a body''s warning under -WarningAction Inquire' {
-            $run = Invoke-AnsweredChild -Command 'Start-TaskGroup -WarningAction Inquire { Write-Warning "agRecord"; "agAfter" }; "agEnd"' -Answer 'Y', 'Y'
-
-            $run.TimedOut | Should -BeFalse
-            $run.Prompts | Should -Be 1 -Because $run.Text
-            $run.Text | Should -Match '(?s)agAfter.*agEnd'
+            $run.Text | Should -Match $Expected
         }
 
         It 'asks once for a body''s Write-Error under $ErrorActionPreference = Inquire, and goes on when answered Yes' {
