@@ -448,25 +448,16 @@ Describe 'Start-TaskGroup' {
             $run.Text | Should -Match '(?s)agAfter.*agEnd'
         }
 
-        It 'goes on when the host cannot ask for a body''s <Write> record under $<Variable> = Inquire: that record fails with an error, as in a script' -ForEach @(
-            @{ Variable = 'WarningPreference'; Write = 'Write-Warning' }
-            @{ Variable = 'VerbosePreference'; Write = 'Write-Verbose' }
-            @{ Variable = 'DebugPreference'; Write = 'Write-Debug' }
-            @{ Variable = 'InformationPreference'; Write = 'Write-Information' }
+        It 'goes on when the host cannot ask for a body''s <What>: that record fails with an error, as in a script' -ForEach @(
+            @{ What = 'Write-Warning record under $WarningPreference = Inquire'; Prefix = '$WarningPreference = "Inquire"; '; Parameters = ''; Write = 'Write-Warning' }
+            @{ What = 'Write-Verbose record under $VerbosePreference = Inquire'; Prefix = '$VerbosePreference = "Inquire"; '; Parameters = ''; Write = 'Write-Verbose' }
+            @{ What = 'Write-Debug record under $DebugPreference = Inquire'; Prefix = '$DebugPreference = "Inquire"; '; Parameters = ''; Write = 'Write-Debug' }
+            @{ What = 'Write-Information record under $InformationPreference = Inquire'; Prefix = '$InformationPreference = "Inquire"; '; Parameters = ''; Write = 'Write-Information' }
+            # Here the group's own relay asks (the body runs with Continue).
+            @{ What = 'warning under -WarningAction Inquire'; Prefix = ''; Parameters = '-WarningAction Inquire '; Write = 'Write-Warning' }
         ) {
             # The child runs -NonInteractive: its host refuses to prompt.
-            $command = 'Import-Module $env:ASYNCGROUP_MANIFEST; $' + $Variable + ' = "Inquire"; Start-TaskGroup { ' + $Write + ' "agRecord"; "agAfter" } 2>$null; "agEnd"; "error: " + $Error[0].Exception.Message'
-            $run = Invoke-ChildPowerShell -Command $command -TimeoutSeconds 90
-
-            $run.TimedOut | Should -BeFalse
-            $run.ExitCode | Should -Be 0
-            $run.Output | Where-Object { $_ -notmatch 'agRecord' } | Select-Object -First 2 | Should -Be @('agAfter', 'agEnd')
-            $run.Output[-1] | Should -Match 'NonInteractive'
-        }
-
-        It 'goes on when the host cannot ask for a body''s warning under -WarningAction Inquire' {
-            # Here the group's own relay asks (the body runs with Continue).
-            $command = 'Import-Module $env:ASYNCGROUP_MANIFEST; Start-TaskGroup -WarningAction Inquire { Write-Warning "agRecord"; "agAfter" } 2>$null; "agEnd"; "error: " + $Error[0].Exception.Message'
+            $command = 'Import-Module $env:ASYNCGROUP_MANIFEST; ' + $Prefix + 'Start-TaskGroup ' + $Parameters + '{ ' + $Write + ' "agRecord"; "agAfter" } 2>$null; "agEnd"; "error: " + $Error[0].Exception.Message'
             $run = Invoke-ChildPowerShell -Command $command -TimeoutSeconds 90
 
             $run.TimedOut | Should -BeFalse
