@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Generic;
 using System.Threading;
-using System.Threading.Tasks;
 using System.Management.Automation;
 using AsyncGroup.Core;
 
@@ -239,39 +238,46 @@ internal sealed class ScriptBatch
 
         // Opening a runspace blocks for tens of milliseconds: never on the caller's thread, and not
         // on the thread pool either — twenty blocked pool threads starve it (it grows by about one
-        // thread a second), which made a cold fan-out several times slower. A long-running task
-        // gets a thread of its own.
-        _ = Task.Factory.StartNew(() =>
+        // thread a second), which made a cold fan-out several times slower. Opens run on a few
+        // threads of their own, as many as may open at once: a thread per worker asked for only
+        // added threads waiting for their turn (about 500 of them in a 500-way fan-out).
+        s_openers.Run(OpenWorker);
+    }
+
+    /// <summary>Threads that open (or rent) the workers batches ask for, as many as the pool opens at once.</summary>
+    private static readonly ThreadLane s_openers = new(WorkerPool.OpenAtOnce, "AsyncGroup-Open");
+
+    /// <summary>On an opener thread: rents or opens a worker the batch asked for, and starts it on the batch.</summary>
+    private void OpenWorker()
+    {
+        if (!_queue.HasWork)
         {
-            if (!_queue.HasWork)
-            {
-                // Every task ended before a worker was needed (a timeout while the call started):
-                // open no runspace for nothing.
-                NoWorker(null);
-                return;
-            }
+            // Every task ended before a worker was needed (a timeout while the call started):
+            // open no runspace for nothing.
+            NoWorker(null);
+            return;
+        }
 
-            Worker? worker;
-            try
-            {
-                // Still needed when a queued task waits with no worker waiting to take it.
-                worker = Pool.Rent(() => _queue.Count > _queue.Waiting);
-            }
-            catch (Exception ex)
-            {
-                NoWorker(ex);
-                return;
-            }
+        Worker? worker;
+        try
+        {
+            // Still needed when a queued task waits with no worker waiting to take it.
+            worker = Pool.Rent(() => _queue.Count > _queue.Waiting);
+        }
+        catch (Exception ex)
+        {
+            NoWorker(ex);
+            return;
+        }
 
-            if (worker is null)
-            {
-                NoWorker(null); // the workers already serving the batch took its tasks meanwhile
-                return;
-            }
+        if (worker is null)
+        {
+            NoWorker(null); // the workers already serving the batch took its tasks meanwhile
+            return;
+        }
 
-            WorkerArrived(worker);
-            worker.Start(this);
-        }, CancellationToken.None, TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
+        WorkerArrived(worker);
+        worker.Start(this);
     }
 
     /// <summary>

@@ -25,12 +25,15 @@ internal sealed class WorkerPool
     private static readonly ConcurrentDictionary<string, WorkerPool> s_pools = new(StringComparer.OrdinalIgnoreCase);
     private static readonly Timer s_trimTimer = new(_ => TrimAll(), null, TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(15));
     private static readonly ConcurrentDictionary<Worker, byte> s_busy = new();
-    private static readonly SemaphoreSlim s_openSlots = new(Math.Max(2, Environment.ProcessorCount));
+    private static readonly SemaphoreSlim s_openSlots = new(OpenAtOnce);
     private static int s_created;
     private static int s_live;
     private static int s_warmedUp;
 
     private readonly WarmPool<Worker> _warm = new(ReturnWait);
+
+    /// <summary>How many runspaces are opened at once, at most (see <see cref="Rent"/>).</summary>
+    internal static int OpenAtOnce => Math.Max(2, Environment.ProcessorCount);
     private readonly string[] _modules;
     private readonly object _sessionStateGate = new();
     private InitialSessionState? _sessionState;
