@@ -17,7 +17,8 @@
 
     The variants of a case run interleaved (A, B, C, A, B, C, ...), so load from other processes
     spreads over all of them: compare ratios within one run, never figures across runs. Each
-    figure is the median of -Runs timed runs (warm cases after one untimed warm-up). Beside each
+    figure is the median of -Runs timed runs (warm cases after one untimed warm-up; the cheap
+    variants of the trivial-item cases after warm-up rounds until the JIT is steady). Beside each
     figure: the runspaces that call created, counted from the process-wide runspace id (every
     runspace created takes the next id), so the count covers every command compared.
 
@@ -43,9 +44,19 @@ param(
     [ValidateRange(1, 99)]
     [int] $Runs = 3,
 
-    # Runs of the memory and scale cases (each is a fresh process taking seconds).
+    # Runs of the memory and scale cases (each is a fresh process taking seconds). One run made
+    # the 500-way verdicts a coin toss: -Parallel's peak alone moved from 318 to 434 MB between runs.
     [ValidateRange(1, 99)]
-    [int] $ScaleRuns = 1,
+    [int] $ScaleRuns = 3,
+
+    # Warm item cases: the cheap variants count as warm once the JIT compiled at most this many
+    # methods in each of two 1 s warm-up windows in a row.
+    [ValidateRange(0, 10000)]
+    [int] $QuietJitMethods = 20,
+
+    # Warm item cases: the longest warm-up before timing anyway (said in the table's note).
+    [ValidateRange(1, 600)]
+    [int] $SteadyCapSeconds = 30,
 
     # One run each and no slow cases: a smoke test of the script itself.
     [switch] $Quick,
@@ -151,7 +162,45 @@ function Get-NextRunspaceId {
   Warm: every variant in this process, interleaved. Returns, per variant, the median ms and the
   runspaces one timed call created (the last run's). $Repeat calls make one timed run.
 #>
-function Measure-Warm([string[]] $Variants, [string] $Work, [int] $Count, [int] $Throttle, [int] $Repeat = 1) {
+# Methods the JIT has compiled in this process so far (-1 where the runtime cannot say: .NET Framework).
+function Get-JitCount {
+    if ($script:JitInfo) { $script:JitInfo::GetCompiledMethodCount($false) } else { -1 }
+}
+$script:JitInfo = 'System.Runtime.JitInfo' -as [type]
+$script:SteadyNotes = New-Object -TypeName System.Collections.Generic.List[string]
+
+<#
+  Brings the blocks to the JIT's steady state before they are timed: rounds of every block, in
+  windows of at least a second, until two windows in a row compile at most $QuietJitMethods
+  methods (or $SteadyCapSeconds pass). The PowerShell here is IL-only (a .NET tool package, no
+  ReadyToRun code), so its code runs at tier 0 until the tiered JIT has recompiled it, and that
+  took about 6 s of calls: the first timed samples after a single warm-up call were up to twice
+  the later ones. A window, not a round: the JIT starts counting calls only after 100 ms without
+  new tier-0 code, so a short round could compile nothing long before the code was steady. Where
+  the runtime cannot count compiled methods (.NET Framework), three windows.
+#>
+function Wait-JitSteady([hashtable] $Blocks, [string] $What) {
+    $clock = [Diagnostics.Stopwatch]::StartNew()
+    $quiet = 0
+    $windows = 0
+    $compiled = 0
+    while ($quiet -lt 2 -and $clock.Elapsed.TotalSeconds -lt $SteadyCapSeconds) {
+        $before = Get-JitCount
+        $window = [Diagnostics.Stopwatch]::StartNew()
+        do {
+            foreach ($v in @($Blocks.Keys | Sort-Object)) { $null = & $Blocks[$v] }
+        } while ($window.Elapsed.TotalSeconds -lt 1)
+        $windows++
+        $compiled = (Get-JitCount) - $before
+        if ($before -lt 0) { $quiet = if ($windows -ge 3) { 2 } else { 0 } }
+        elseif ($compiled -le $QuietJitMethods) { $quiet++ }
+        else { $quiet = 0 }
+    }
+    $how = if ($quiet -ge 2) { 'steady' } else { "not steady after $SteadyCapSeconds s" }
+    $script:SteadyNotes.Add("$What`: warmed up for $(Format-Number ($clock.Elapsed.TotalMilliseconds / 1000) 's') ($how; the last 1 s window compiled $compiled method(s))")
+}
+
+function Measure-Warm([string[]] $Variants, [string] $Work, [int] $Count, [int] $Throttle, [int] $Repeat = 1, [switch] $Steady) {
     $blocks = @{}
     $times = @{}
     $created = @{}
@@ -163,6 +212,9 @@ function Measure-Warm([string[]] $Variants, [string] $Work, [int] $Count, [int] 
         $blocks[$v] = [scriptblock]::Create("for (`$k = 0; `$k -lt $Repeat; `$k++) { $text }")
         $times[$v] = New-Object -TypeName System.Collections.Generic.List[double]
         try { $null = & $blocks[$v] } catch { $result[$v] = "error: $($_.Exception.Message)"; $script:Failures++; $blocks.Remove($v) }
+    }
+    if ($Steady -and $blocks.Count -gt 0) {
+        Wait-JitSteady $blocks "$($Count.ToString('N0', $Invariant)) $Work items ($(@($blocks.Keys | Sort-Object | ForEach-Object { $VariantLabels[$_] }) -join ', '))"
     }
     foreach ($run in 1..$Runs) {
         foreach ($v in @($blocks.Keys | Sort-Object)) {
@@ -420,7 +472,7 @@ foreach ($n in 2000, 10000) {
     # shared machine: its median of 5 single calls moved from 2.3 to 4.2 us per item between
     # runs, and the 3x verdict with it. The two cheap variants time $SampleItems items per sample
     # (several calls in a row); the slow peers, a call per sample as before.
-    $r = Measure-Warm @('sequential', 'AsyncGroup') 'trivial' $n 4 -Repeat ([Math]::Max(1, [int]($SampleItems / $n)))
+    $r = Measure-Warm @('sequential', 'AsyncGroup') 'trivial' $n 4 -Repeat ([Math]::Max(1, [int]($SampleItems / $n))) -Steady
     $slow = Measure-Warm @($variants | Where-Object { $_ -notin 'sequential', 'AsyncGroup' }) 'trivial' $n 4
     foreach ($v in $slow.Keys) { $r[$v] = $slow[$v] }
     $warmItems[$n] = $r
@@ -452,7 +504,8 @@ $rows += , @('200', $VariantLabels['ThreadJob'],
     (Format-Cell $threadJob['ThreadJob'] { param($x) Format-Number $x.Ms }),
     (Format-Cell $threadJob['ThreadJob'] { param($x) Format-PerItem $x.Ms 200 }),
     (Format-Cell $threadJob['ThreadJob'] { param($x) "$($x.Runspaces)" }), '')
-Add-Table '3. Warm: trivial items, ThrottleLimit 4' @('items', 'command', 'median', 'per item', 'runspaces', 'ratio') $rows
+Add-Table '3. Warm: trivial items, ThrottleLimit 4' @('items', 'command', 'median', 'per item', 'runspaces', 'ratio') $rows `
+    ("Sequential and Invoke-Gather are timed once the JIT is steady (two 1 s warm-up windows in a row compiling at most $QuietJitMethods methods; the slow peers after one warm-up call): " + ($script:SteadyNotes -join '; ') + '.')
 
 $rows = @()
 $small = Measure-Warm @('AsyncGroup', 'Parallel', 'PSParallelPipeline') 'trivial' 8 4 -Repeat 50
