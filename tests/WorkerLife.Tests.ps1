@@ -149,6 +149,19 @@ $disposed = @(Get-Runspace | Where-Object Name -like 'AsyncGroup-*' | ForEach-Ob
         $child.ErrorText | Should -BeNullOrEmpty
         $child.Output | Should -Be @('idle=True disposed=True', '2,4,6,8', 'again')
     }
+
+    It 'is not counted as idle' {
+        # IdleWorkers counted the dead workers until a call rented past them or the idle trim.
+        $child = Invoke-Child @'
+$null = 1..4 | Invoke-Gather { $_ } -ThrottleLimit 4
+$idle = Wait-ChildUntil { [AsyncGroup.WorkerPoolStatus]::IdleWorkers -ge 1 }
+Get-Runspace | Where-Object Name -like 'AsyncGroup-*' | ForEach-Object { $_.Dispose() }
+"idle=$idle now=$([AsyncGroup.WorkerPoolStatus]::IdleWorkers) live=$([AsyncGroup.WorkerPoolStatus]::LiveWorkers)"
+'@
+        $child.TimedOut | Should -BeFalse
+        $child.ErrorText | Should -BeNullOrEmpty
+        $child.Output | Should -Be 'idle=True now=0 live=0'
+    }
 }
 
 Describe 'Worker churn' {

@@ -182,6 +182,58 @@ public sealed class WarmPool<T>
         }
     }
 
+    /// <summary>The idle items now, the next to be rented first (a snapshot: they may be rented meanwhile).</summary>
+    public List<T> IdleItems()
+    {
+        lock (_gate)
+        {
+            var items = new List<T>(_idle.Count);
+            foreach (var entry in _idle)
+            {
+                items.Add(entry.Item);
+            }
+
+            return items;
+        }
+    }
+
+    /// <summary>
+    /// Takes <paramref name="item"/> out of the idle items, the others keeping their order; false
+    /// when it is not idle (rented meanwhile, or never returned). The caller disposes it.
+    /// </summary>
+    public bool RemoveIdle(T item)
+    {
+        lock (_gate)
+        {
+            var keep = new List<(T, DateTime)>(_idle.Count);
+            bool found = false;
+            foreach (var entry in _idle)
+            {
+                if (!found && ReferenceEquals(entry.Item, item))
+                {
+                    found = true;
+                }
+                else
+                {
+                    keep.Add(entry);
+                }
+            }
+
+            if (!found)
+            {
+                return false;
+            }
+
+            _idle.Clear();
+            for (int i = keep.Count - 1; i >= 0; i--)
+            {
+                _idle.Push(keep[i]);
+            }
+
+            return true;
+        }
+    }
+
     /// <summary>Closes the pool: returns every idle item; later returns are refused.</summary>
     public List<T> Close()
     {

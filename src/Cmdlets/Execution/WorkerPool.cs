@@ -220,8 +220,34 @@ internal sealed class WorkerPool
     /// <summary>The names of the worker runspaces serving a call right now (or stuck and abandoned).</summary>
     internal static string[] BusyNames() => s_busy.Keys.Select(w => w.Runspace.Name).OrderBy(n => n, StringComparer.Ordinal).ToArray();
 
-    /// <summary>Idle workers across all pools.</summary>
-    internal static int IdleCount => s_pools.Values.Sum(p => p._warm.IdleCount);
+    /// <summary>
+    /// Idle workers across all pools. A worker whose runspace was closed from outside while idle
+    /// (its runspace already left <see cref="LiveCount"/>) is let go first: it can serve no call,
+    /// and was counted idle until the next call rented past it or the idle trim.
+    /// </summary>
+    internal static int IdleCount
+    {
+        get
+        {
+            LetGoUnusableIdle();
+            return s_pools.Values.Sum(p => p._warm.IdleCount);
+        }
+    }
+
+    /// <summary>Closes the idle workers whose runspace was closed from outside (Get-Runspace lists them).</summary>
+    private static void LetGoUnusableIdle()
+    {
+        foreach (WorkerPool pool in s_pools.Values)
+        {
+            foreach (Worker worker in pool._warm.IdleItems())
+            {
+                if (!worker.IsUsable && pool._warm.RemoveIdle(worker))
+                {
+                    worker.Close();
+                }
+            }
+        }
+    }
 
     /// <summary>A worker is gone for good (disposed; called once per worker).</summary>
     internal static void Forget(Worker worker)

@@ -106,6 +106,26 @@ public class WarmPoolTests
     }
 
     [Fact]
+    public void An_idle_item_can_be_taken_out_and_the_others_keep_their_renting_order()
+    {
+        var pool = new WarmPool<string>(TimeSpan.Zero);
+        foreach (string item in new[] { "a", "b", "c" })
+        {
+            pool.Returning();
+            pool.Return(item);
+        }
+
+        Assert.Equal(new[] { "c", "b", "a" }, pool.IdleItems()); // the next to be rented first
+        Assert.True(pool.RemoveIdle("b"));
+        Assert.False(pool.RemoveIdle("b")); // no longer idle
+        Assert.False(pool.RemoveIdle("never returned"));
+        Assert.Equal(2, pool.IdleCount);
+        Assert.Equal("c", pool.TryRent());
+        Assert.Equal("a", pool.TryRent());
+        Assert.Null(pool.TryRent());
+    }
+
+    [Fact]
     public void A_closed_pool_returns_its_idle_items_and_refuses_later_returns()
     {
         var pool = new WarmPool<string>(TimeSpan.Zero);
