@@ -175,9 +175,10 @@ $script:SteadyNotes = New-Object -TypeName System.Collections.Generic.List[strin
   methods (or $SteadyCapSeconds pass). The PowerShell here is IL-only (a .NET tool package, no
   ReadyToRun code), so its code runs at tier 0 until the tiered JIT has recompiled it, and that
   took about 6 s of calls: the first timed samples after a single warm-up call were up to twice
-  the later ones. A window, not a round: the JIT starts counting calls only after 100 ms without
-  new tier-0 code, so a short round could compile nothing long before the code was steady. Where
-  the runtime cannot count compiled methods (.NET Framework), three windows.
+  the later ones. A window, not a round: the runtime holds tiering back while it still compiles
+  new code, so a short round could compile nothing long before the code was steady (a first
+  version stopped after two such rounds). Where the runtime cannot count compiled methods
+  (.NET Framework), three windows.
 #>
 function Wait-JitSteady([hashtable] $Blocks, [string] $What) {
     $clock = [Diagnostics.Stopwatch]::StartNew()
