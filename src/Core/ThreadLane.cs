@@ -61,8 +61,18 @@ internal sealed class ThreadLane
         _queue.Enqueue(action);
         if (TryAddThread())
         {
-            var thread = new Thread(Serve) { IsBackground = true, Name = _threadName };
-            thread.Start();
+            try
+            {
+                var thread = new Thread(Serve) { IsBackground = true, Name = _threadName };
+                thread.Start();
+            }
+            catch (Exception)
+            {
+                // No thread after all (the system refused one): uncount it, so that a later action
+                // can start one, and tell the caller.
+                Interlocked.Decrement(ref _threads);
+                throw;
+            }
         }
     }
 
