@@ -18,7 +18,7 @@
     The variants of a case run interleaved (A, B, C, A, B, C, ...), so load from other processes
     spreads over all of them: compare ratios within one run, never figures across runs. Each
     figure is the median of -Runs timed runs (warm cases after one untimed warm-up; the cheap
-    variants of the trivial-item cases after warm-up rounds until the JIT is steady). Beside each
+    variants of the trivial-item cases after warm-up windows until the JIT is steady). Beside each
     figure: the runspaces that call created, counted from the process-wide runspace id (every
     runspace created takes the next id), so the count covers every command compared.
 
@@ -158,10 +158,6 @@ function Get-NextRunspaceId {
     try { $probe.Id + 1 } finally { $probe.Dispose() }
 }
 
-<#
-  Warm: every variant in this process, interleaved. Returns, per variant, the median ms and the
-  runspaces one timed call created (the last run's). $Repeat calls make one timed run.
-#>
 # Methods the JIT has compiled in this process so far (-1 where the runtime cannot say: .NET Framework).
 function Get-JitCount {
     if ($script:JitInfo) { $script:JitInfo::GetCompiledMethodCount($false) } else { -1 }
@@ -201,6 +197,11 @@ function Wait-JitSteady([hashtable] $Blocks, [string] $What) {
     $script:SteadyNotes.Add("$What`: warmed up for $(Format-Number ($clock.Elapsed.TotalMilliseconds / 1000) 's') ($how; the last 1 s window compiled $compiled method(s))")
 }
 
+<#
+  Warm: every variant in this process, interleaved. Returns, per variant, the median ms and the
+  runspaces one timed call created (the last run's). $Repeat calls make one timed run;
+  -Steady: the JIT is brought to its steady state first (Wait-JitSteady).
+#>
 function Measure-Warm([string[]] $Variants, [string] $Work, [int] $Count, [int] $Throttle, [int] $Repeat = 1, [switch] $Steady) {
     $blocks = @{}
     $times = @{}

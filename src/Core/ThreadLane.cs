@@ -38,9 +38,6 @@ internal sealed class ThreadLane
         _unhandled = unhandled;
     }
 
-    /// <summary>The most threads the lane runs at once.</summary>
-    public int MaxThreads => _maxThreads;
-
     /// <summary>Threads serving the lane right now.</summary>
     public int Threads => Volatile.Read(ref _threads);
 

@@ -158,27 +158,7 @@ public sealed class WarmPool<T>
     {
         lock (_gate)
         {
-            var expired = new List<T>();
-            var keep = new List<(T, DateTime)>();
-            foreach (var entry in _idle)
-            {
-                if (entry.Since < idleBefore)
-                {
-                    expired.Add(entry.Item);
-                }
-                else
-                {
-                    keep.Add(entry);
-                }
-            }
-
-            _idle.Clear();
-            for (int i = keep.Count - 1; i >= 0; i--)
-            {
-                _idle.Push(keep[i]);
-            }
-
-            return expired;
+            return RemoveIdleLocked(entry => entry.Since < idleBefore);
         }
     }
 
@@ -205,33 +185,37 @@ public sealed class WarmPool<T>
     {
         lock (_gate)
         {
-            var keep = new List<(T, DateTime)>(_idle.Count);
-            bool found = false;
-            foreach (var entry in _idle)
-            {
-                if (!found && ReferenceEquals(entry.Item, item))
-                {
-                    found = true;
-                }
-                else
-                {
-                    keep.Add(entry);
-                }
-            }
+            return RemoveIdleLocked(entry => ReferenceEquals(entry.Item, item)).Count > 0;
+        }
+    }
 
-            if (!found)
+    /// <summary>Under the lock: removes and returns the idle items <paramref name="remove"/> picks; the rest keep their order.</summary>
+    private List<T> RemoveIdleLocked(Func<(T Item, DateTime Since), bool> remove)
+    {
+        var removed = new List<T>();
+        var keep = new List<(T, DateTime)>(_idle.Count);
+        foreach (var entry in _idle)
+        {
+            if (remove(entry))
             {
-                return false;
+                removed.Add(entry.Item);
             }
+            else
+            {
+                keep.Add(entry);
+            }
+        }
 
+        if (removed.Count > 0)
+        {
             _idle.Clear();
             for (int i = keep.Count - 1; i >= 0; i--)
             {
                 _idle.Push(keep[i]);
             }
-
-            return true;
         }
+
+        return removed;
     }
 
     /// <summary>Closes the pool: returns every idle item; later returns are refused.</summary>

@@ -31,15 +31,15 @@ internal sealed class WorkerPool
     private static int s_warmedUp;
 
     private readonly WarmPool<Worker> _warm = new(ReturnWait);
-
-    /// <summary>How many runspaces are opened at once, at most (see <see cref="Rent"/>).</summary>
-    internal static int OpenAtOnce => Math.Max(2, Environment.ProcessorCount);
     private readonly string[] _modules;
     private readonly object _sessionStateGate = new();
     private InitialSessionState? _sessionState;
     private SessionStateFormatEntry[] _deferredFormats = Array.Empty<SessionStateFormatEntry>();
 
     private WorkerPool(string[] modules) => _modules = modules;
+
+    /// <summary>How many runspaces are opened at once, at most (see <see cref="Rent"/>).</summary>
+    internal static int OpenAtOnce => Math.Max(2, Environment.ProcessorCount);
 
     /// <summary>How many worker runspaces this process has created (for tests and benchmarks).</summary>
     internal static int CreatedCount => Volatile.Read(ref s_created);
