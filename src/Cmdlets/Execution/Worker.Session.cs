@@ -81,16 +81,24 @@ internal sealed partial class Worker
             session.PSVariable.Set(value.Key, value.Value);
         }
 
-        // Setting the location looks the drive up (on Unix, a read of the mount table): skipped when
-        // the worker is still where the previous call with the same location left it.
+        // Setting the location looks the drive up (on Unix, a read of the mount table per mount
+        // point): skipped when the worker is still where the previous call with the same location
+        // left it, or, new or reset, already stands at the caller's location. A runspace opens in
+        // the process's directory, which is most often the caller's, and there only the default
+        // drives exist, so a PowerShell path equal to the caller's is the same place.
         string target = settings.ProviderLocation ?? settings.FileSystemLocation;
-        if (!string.Equals(target, _locationTarget, StringComparison.Ordinal)
-            || !string.Equals(session.Path.CurrentLocation.Path, _callLocation, StringComparison.Ordinal))
+        string current = session.Path.CurrentLocation.Path;
+        bool there = _locationTarget is null
+            ? string.Equals(current, target, StringComparison.Ordinal)
+            : string.Equals(target, _locationTarget, StringComparison.Ordinal) && string.Equals(current, _callLocation, StringComparison.Ordinal);
+        if (!there)
         {
             SetLocation(session, settings);
-            _locationTarget = target;
-            _callLocation = session.Path.CurrentLocation.Path;
+            current = session.Path.CurrentLocation.Path;
         }
+
+        _locationTarget = target;
+        _callLocation = current;
 
         // User code is parsed here, in the worker, under the caller's language mode: a script block
         // remembers the mode it was created in, so a ConstrainedLanguage caller never gets
