@@ -16,6 +16,13 @@ public static class WorkerPoolStatus
     /// <summary>Workers waiting in the pool for the next call.</summary>
     public static int IdleWorkers => WorkerPool.IdleCount;
 
+    /// <summary>
+    /// Workers that a finished or stopping call announced as coming back to the pool and that are
+    /// not back yet. A call that needs a worker while none is idle waits briefly for one of these
+    /// instead of opening a runspace; with no call running it is 0.
+    /// </summary>
+    public static int ReturningWorkers => WorkerPool.ReturningCount;
+
     /// <summary>How many worker runspaces this process has created so far.</summary>
     public static int CreatedWorkers => WorkerPool.CreatedCount;
 

@@ -47,6 +47,18 @@ public sealed class WarmPool<T>
         }
     }
 
+    /// <summary>Items announced as on their way back (<see cref="Returning"/>) and not returned yet.</summary>
+    public int ReturningCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _returning;
+            }
+        }
+    }
+
     /// <summary>
     /// An idle item, or — when none is idle and none is on its way back within the wait — null:
     /// the caller then creates one.

@@ -18,7 +18,7 @@ internal sealed class ScriptBatch
     private readonly object _startGate = new();
     private int _starting;  // workers asked for whose runspace is still being rented or opened
     private int _announced; // of those, how many the pool was told are coming straight back
-    private readonly List<Worker> _serving = new(); // workers handed this batch that have not left it
+    private readonly List<KeyValuePair<Worker, int>> _serving = new(); // workers handed this batch that have not left it, with their service numbers
 
     /// <summary>
     /// How long queued tasks must wait with no worker coming back for another before local
@@ -124,7 +124,7 @@ internal sealed class ScriptBatch
     {
         lock (_startGate)
         {
-            _serving.Remove(worker);
+            _serving.RemoveAll(entry => ReferenceEquals(entry.Key, worker));
         }
 
         if (_queue.WorkerLeft())
@@ -148,6 +148,12 @@ internal sealed class ScriptBatch
     }
 
     /// <summary>
+    /// Tests only (set by reflection): milliseconds to wait between taking the list of the workers
+    /// serving a drained batch and announcing them, so that a worker can come back meanwhile.
+    /// </summary>
+    internal static int AnnounceDelayForTests;
+
+    /// <summary>
     /// Once nothing is left to run, every worker of this batch — still being opened, or serving it —
     /// will go back to the pool: the pool is told now, so a call renting meanwhile waits for it (or
     /// replaces it) instead of adding a runspace beside it.
@@ -160,12 +166,17 @@ internal sealed class ScriptBatch
         }
 
         int announce;
-        Worker[] serving;
+        KeyValuePair<Worker, int>[] serving;
         lock (_startGate)
         {
             announce = _starting - _announced;
             _announced = _starting;
             serving = _serving.ToArray();
+        }
+
+        if (AnnounceDelayForTests > 0)
+        {
+            Thread.Sleep(AnnounceDelayForTests);
         }
 
         for (int i = 0; i < announce; i++)
@@ -175,10 +186,11 @@ internal sealed class ScriptBatch
 
         // Every worker serving the batch leaves once its current task (if any) ends — whether it
         // waits for a task, is still preparing for its first, or runs one: announced now, before
-        // the call's last task ends and lets the caller return and rent again.
-        foreach (Worker worker in serving)
+        // the call's last task ends and lets the caller return and rent again. A worker that came
+        // back since the list was taken is not announced again: its service is over.
+        foreach (KeyValuePair<Worker, int> entry in serving)
         {
-            worker.SignalReturning();
+            entry.Key.SignalReturning(entry.Value);
         }
     }
 
@@ -200,14 +212,9 @@ internal sealed class ScriptBatch
 
             if (worker is not null)
             {
-                // Under the gate: a drain announces a worker either as starting (counted above) or
-                // as serving (the flag makes its own signal a no-op) — never both.
-                if (announced)
-                {
-                    worker.MarkAnnounced();
-                }
-
-                _serving.Add(worker);
+                // Under the gate: a drain announces a worker either as starting (counted above, and
+                // taken over by its service) or as serving — never both.
+                _serving.Add(new KeyValuePair<Worker, int>(worker, worker.BeginService(announced)));
             }
 
             return announced;

@@ -168,9 +168,7 @@ internal sealed partial class Worker
         batch?.WorkerLeft(this);
         if (!stopping)
         {
-            SignalReturning();
-            Interlocked.Exchange(ref _returningSignalled, 0);
-            _pool.Return(this, reset: false);
+            ComeBack(reset: false);
         }
     }
 

@@ -72,7 +72,7 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
     private bool _stopping;
     private bool _abandoned;
     private bool _closing;
-    private int _returningSignalled;
+    private readonly ReturnAnnouncement _return = new(); // what the pool was told about this worker coming back
     private int _disposed;
     private ConcurrencyLimiter? _nestedLimiter;
     private readonly ManualResetEventSlim _driverExited = new(true); // reset while a driver runs
@@ -149,10 +149,11 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
     }
 
     /// <summary>
-    /// The pool was already told this worker is coming back (its batch was drained while it was
-    /// being opened): a later <see cref="SignalReturning"/> must not tell it twice.
+    /// The worker was just rented or opened for a batch: a new service begins, whose number a notice
+    /// from another thread must name (<see cref="SignalReturning(int)"/>). <paramref name="announced"/>:
+    /// the pool was already told it is coming back (its batch was drained while it was being opened).
     /// </summary>
-    internal void MarkAnnounced() => Interlocked.Exchange(ref _returningSignalled, 1);
+    internal int BeginService(bool announced) => _return.Begin(announced);
 
     /// <summary>Hands <paramref name="batch"/> to the driver, starting the driver if it is not running.</summary>
     internal void Start(ScriptBatch batch)
@@ -205,6 +206,7 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
     internal void Stop(AsyncTask task)
     {
         PowerShell? ps;
+        int service;
         lock (_gate)
         {
             if (!ReferenceEquals(_current, task) || _stopping)
@@ -214,6 +216,7 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
 
             _stopping = true;
             ps = _ps;
+            service = _return.Service;
         }
 
         // A stopped worker usually comes back to the pool: say so now, so that a call renting
@@ -221,7 +224,7 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
         // runspace beside it. Announced whatever the batch holds now: a stop is most often part of
         // cancelling the whole call, whose queued tasks are removed only after this one is stopped.
         // DriverEnded withdraws the announcement if the worker keeps serving its batch after all.
-        SignalReturning();
+        SignalReturning(service);
 
         try
         {
@@ -333,22 +336,55 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
         }
     }
 
-    /// <summary>Tells the pool, once, that this worker is on its way back (called from any thread).</summary>
-    internal void SignalReturning()
+    /// <summary>
+    /// Tells the pool, once per service, that this worker is on its way back: from another thread,
+    /// naming the service the notice is for, which changes nothing once that service has ended (the
+    /// worker came back, maybe to serve another batch since).
+    /// </summary>
+    internal void SignalReturning(int service)
     {
-        if (Interlocked.Exchange(ref _returningSignalled, 1) == 0)
+        if (_return.TryAnnounce(service))
         {
             _pool.Returning();
         }
     }
 
-    /// <summary>The worker will not come back after all (it keeps serving its batch, or it is abandoned or closed).</summary>
+    /// <summary>The same, from the worker's own thread while it serves.</summary>
+    private void SignalReturning()
+    {
+        if (_return.TryAnnounce())
+        {
+            _pool.Returning();
+        }
+    }
+
+    /// <summary>The worker keeps serving its batch after all: a call renting now must not wait for it.</summary>
     private void WithdrawReturning()
     {
-        if (Interlocked.Exchange(ref _returningSignalled, 0) == 1)
+        if (_return.Withdraw())
         {
             _pool.NotReturning();
         }
+    }
+
+    /// <summary>The worker will never come back (abandoned or closing).</summary>
+    private void LeaveForGood()
+    {
+        if (_return.LeaveForGood())
+        {
+            _pool.NotReturning();
+        }
+    }
+
+    /// <summary>Hands the worker back to the pool, ending its announcement (made now if it was not).</summary>
+    private void ComeBack(bool reset)
+    {
+        if (_return.ComeBack())
+        {
+            _pool.Returning();
+        }
+
+        _pool.Return(this, reset);
     }
 
     private void BeginDriver(PowerShell ps)
@@ -447,7 +483,7 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
         ps.Dispose();
         if (abandoned || closing)
         {
-            WithdrawReturning();
+            LeaveForGood();
             DisposeRunspace();
             return;
         }
@@ -461,9 +497,7 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
         }
 
         batch?.WorkerLeft(this);
-        SignalReturning();
-        Interlocked.Exchange(ref _returningSignalled, 0);
-        _pool.Return(this, reset: true);
+        ComeBack(reset: true);
     }
 
     private void ScheduleAbandonCheck(AsyncTask task, int postponed) =>
@@ -499,7 +533,7 @@ while ($__ag_priming -or $__ag.NextBatch($ExecutionContext.SessionState)) {
             $"Task '{task.Name}' did not stop within {StopGracePeriod.TotalSeconds:0.#} s of being cancelled (it may be blocked in a .NET call); its runspace was abandoned and will be disposed when the call returns.",
             task));
         task.SetCancelled(task.CancellationToken);
-        WithdrawReturning(); // never reused: a call renting now must not wait for it
+        LeaveForGood(); // never reused: a call renting now must not wait for it
         batch?.WorkerLeft(this);
     }
 }

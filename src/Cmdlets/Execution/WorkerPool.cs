@@ -234,6 +234,9 @@ internal sealed class WorkerPool
         }
     }
 
+    /// <summary>Workers announced as coming back to a pool and not back yet, across all pools.</summary>
+    internal static int ReturningCount => s_pools.Values.Sum(p => p._warm.ReturningCount);
+
     /// <summary>Closes the idle workers whose runspace was closed from outside (Get-Runspace lists them).</summary>
     private static void LetGoUnusableIdle()
     {

@@ -38,6 +38,19 @@ public class WarmPoolTests
     }
 
     [Fact]
+    public void Returning_count_is_the_announcements_not_yet_ended()
+    {
+        var pool = new WarmPool<string>(TimeSpan.Zero);
+        pool.Returning();
+        pool.Returning();
+        Assert.Equal(2, pool.ReturningCount);
+        pool.Return("back");
+        pool.Return(null); // not coming after all
+        Assert.Equal(0, pool.ReturningCount);
+        Assert.Equal(1, pool.IdleCount);
+    }
+
+    [Fact]
     public void Rent_gives_up_after_the_return_wait()
     {
         var pool = new WarmPool<string>(TimeSpan.FromMilliseconds(1));
