@@ -19,7 +19,7 @@ public static class WorkerPoolStatus
     /// <summary>
     /// Workers that a finished or stopping call announced as coming back to the pool and that are
     /// not back yet. A call that needs a worker while none is idle waits briefly for one of these
-    /// instead of opening a runspace; with no call running it is 0.
+    /// instead of opening a runspace; 0 once the workers of the calls that ended are back.
     /// </summary>
     public static int ReturningWorkers => WorkerPool.ReturningCount;
 

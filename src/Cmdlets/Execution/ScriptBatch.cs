@@ -165,11 +165,16 @@ internal sealed class ScriptBatch
             return;
         }
 
-        int announce;
         KeyValuePair<Worker, int>[] serving;
         lock (_startGate)
         {
-            announce = _starting - _announced;
+            // Counted by the pool under the gate: a worker still being opened arrives (or is given
+            // up) under it too, and ends the announcement taken for it only once it was made.
+            for (int i = _announced; i < _starting; i++)
+            {
+                Pool.Returning();
+            }
+
             _announced = _starting;
             serving = _serving.ToArray();
         }
@@ -177,11 +182,6 @@ internal sealed class ScriptBatch
         if (AnnounceDelayForTests > 0)
         {
             Thread.Sleep(AnnounceDelayForTests);
-        }
-
-        for (int i = 0; i < announce; i++)
-        {
-            Pool.Returning();
         }
 
         // Every worker serving the batch leaves once its current task (if any) ends — whether it
