@@ -199,41 +199,55 @@ function Wait-JitSteady([hashtable] $Blocks, [string] $What) {
 }
 
 <#
+  Times the blocks in this process, interleaved (A, B, A, B, ...), $Runs times each after a full
+  collection. $Repeat: per block, the calls one run of it makes. Returns, per block, the median
+  ms per call and the runspaces one call created (the last run's).
+#>
+function Measure-Interleaved([hashtable] $Blocks, [hashtable] $Repeat) {
+    $times = @{}
+    $created = @{}
+    foreach ($k in $Blocks.Keys) { $times[$k] = New-Object -TypeName System.Collections.Generic.List[double] }
+    foreach ($run in 1..$Runs) {
+        foreach ($k in @($Blocks.Keys | Sort-Object)) {
+            [GC]::Collect()
+            [GC]::WaitForPendingFinalizers()
+            $before = Get-NextRunspaceId
+            $clock = [Diagnostics.Stopwatch]::StartNew()
+            $null = & $Blocks[$k]
+            $clock.Stop()
+            $created[$k] = (Get-NextRunspaceId) - $before - 1
+            $times[$k].Add($clock.Elapsed.TotalMilliseconds / $Repeat[$k])
+        }
+    }
+    $result = @{}
+    foreach ($k in $Blocks.Keys) {
+        $result[$k] = [pscustomobject]@{ Ms = Get-Median $times[$k].ToArray(); Runspaces = [math]::Round($created[$k] / $Repeat[$k], 1) }
+    }
+    $result
+}
+
+<#
   Warm: every variant in this process, interleaved. Returns, per variant, the median ms and the
   runspaces one timed call created (the last run's). $Repeat calls make one timed run;
   -Steady: the JIT is brought to its steady state first (Wait-JitSteady).
 #>
 function Measure-Warm([string[]] $Variants, [string] $Work, [int] $Count, [int] $Throttle, [int] $Repeat = 1, [switch] $Steady) {
     $blocks = @{}
-    $times = @{}
-    $created = @{}
+    $repeats = @{}
     $result = [ordered]@{}
     foreach ($v in $Variants) {
         $skip = Test-Variant $v
         if ($skip) { $result[$v] = $skip; continue }
         $text = Get-CallText $v $Work $Count $Throttle
         $blocks[$v] = [scriptblock]::Create("for (`$k = 0; `$k -lt $Repeat; `$k++) { $text }")
-        $times[$v] = New-Object -TypeName System.Collections.Generic.List[double]
+        $repeats[$v] = $Repeat
         try { $null = & $blocks[$v] } catch { $result[$v] = "error: $($_.Exception.Message)"; $script:Failures++; $blocks.Remove($v) }
     }
     if ($Steady -and $blocks.Count -gt 0) {
         Wait-JitSteady $blocks "$($Count.ToString('N0', $Invariant)) $Work items ($(@($blocks.Keys | Sort-Object | ForEach-Object { $VariantLabels[$_] }) -join ', '))"
     }
-    foreach ($run in 1..$Runs) {
-        foreach ($v in @($blocks.Keys | Sort-Object)) {
-            [GC]::Collect()
-            [GC]::WaitForPendingFinalizers()
-            $before = Get-NextRunspaceId
-            $clock = [Diagnostics.Stopwatch]::StartNew()
-            $null = & $blocks[$v]
-            $clock.Stop()
-            $created[$v] = (Get-NextRunspaceId) - $before - 1
-            $times[$v].Add($clock.Elapsed.TotalMilliseconds / $Repeat)
-        }
-    }
-    foreach ($v in $blocks.Keys) {
-        $result[$v] = [pscustomobject]@{ Ms = Get-Median $times[$v].ToArray(); Runspaces = [math]::Round($created[$v] / $Repeat, 1) }
-    }
+    $timed = Measure-Interleaved $blocks $repeats
+    foreach ($v in $timed.Keys) { $result[$v] = $timed[$v] }
     $result
 }
 
@@ -246,31 +260,12 @@ function Measure-Warm([string[]] $Variants, [string] $Work, [int] $Count, [int] 
 #>
 function Measure-Flat {
     $repeat = [Math]::Max(1, [int]($SampleItems / 2000))
-    $cases = @(
-        @{ Items = 2000; Repeat = $repeat; Block = [scriptblock]::Create("for (`$k = 0; `$k -lt $repeat; `$k++) { $(Get-CallText 'AsyncGroup' 'trivial' 2000 4) }") },
-        @{ Items = 100000; Repeat = 1; Block = [scriptblock]::Create((Get-CallText 'AsyncGroup' 'trivial' 100000 4)) }
-    )
-    foreach ($case in $cases) {
-        $case.Times = New-Object -TypeName System.Collections.Generic.List[double]
-        $null = & $case.Block
+    $blocks = @{
+        2000 = [scriptblock]::Create("for (`$k = 0; `$k -lt $repeat; `$k++) { $(Get-CallText 'AsyncGroup' 'trivial' 2000 4) }")
+        100000 = [scriptblock]::Create((Get-CallText 'AsyncGroup' 'trivial' 100000 4))
     }
-    foreach ($run in 1..$Runs) {
-        foreach ($case in $cases) {
-            [GC]::Collect()
-            [GC]::WaitForPendingFinalizers()
-            $before = Get-NextRunspaceId
-            $clock = [Diagnostics.Stopwatch]::StartNew()
-            $null = & $case.Block
-            $clock.Stop()
-            $case.Created = (Get-NextRunspaceId) - $before - 1
-            $case.Times.Add($clock.Elapsed.TotalMilliseconds / $case.Repeat)
-        }
-    }
-    $result = @{}
-    foreach ($case in $cases) {
-        $result[$case.Items] = [pscustomobject]@{ Ms = Get-Median $case.Times.ToArray(); Runspaces = [math]::Round($case.Created / $case.Repeat, 1) }
-    }
-    $result
+    foreach ($k in @($blocks.Keys)) { $null = & $blocks[$k] }
+    Measure-Interleaved $blocks @{ 2000 = $repeat; 100000 = 1 }
 }
 
 # The script a cold child process runs: it prints one line of JSON.
