@@ -307,6 +307,41 @@ Describe 'Streams' {
         $records.Message | Should -Be 'task verbose'
     }
 
+    It 'delivers a verbose record a task asked for itself, though the caller''s preference silences verbose' {
+        # As a script does: & { Write-Verbose 'x' -Verbose } shows it whatever its caller's preference.
+        $records = & {
+            $VerbosePreference = 'SilentlyContinue'
+            Invoke-Gather { Write-Verbose 'agAsked' -Verbose; Write-Verbose 'agNotAsked'; 'out' } 4>&1
+        }
+
+        @($records | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object Message) | Should -Be @('agAsked')
+        @($records | Where-Object { $_ -isnot [System.Management.Automation.VerboseRecord] }) | Should -Be @('out')
+    }
+
+    It 'leaves the caller''s $VerbosePreference as it was once such a record is shown' {
+        $state = & {
+            $VerbosePreference = 'SilentlyContinue'
+            $null = Invoke-Gather { Write-Verbose 'agAsked' -Verbose } 4>&1
+            "set here: $VerbosePreference"
+            & {
+                # No variable of this scope's own before the call: none after it either.
+                $null = Invoke-Gather { Write-Verbose 'agAsked' -Verbose } 4>&1
+                "own variable: $([bool](Get-Variable -Name VerbosePreference -Scope 0 -ErrorAction Ignore))"
+            }
+        }
+
+        $state | Should -Be @('set here: SilentlyContinue', 'own variable: False')
+    }
+
+    It 'delivers such a record with Receive-AsyncTask' {
+        $t = Start-AsyncTask { Write-Verbose 'agAsked' -Verbose; 'out' }
+        $null = Wait-AsyncGroup $t
+
+        $records = & { $VerbosePreference = 'SilentlyContinue'; Receive-AsyncTask $t 4>&1 }
+
+        @($records | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object Message) | Should -Be @('agAsked')
+    }
+
     It 'delivers debug records when the caller''s $DebugPreference is Continue' {
         $records = & { $DebugPreference = 'Continue'; Invoke-Gather { Write-Debug 'task debug' } 5>&1 }
         $records | Should -BeOfType ([System.Management.Automation.DebugRecord])

@@ -310,6 +310,19 @@ Describe 'Start-TaskGroup' {
                 Should -Be @('body verbose', 'gather verbose')
         }
 
+        It 'shows a verbose record its body or a child asked for itself, though the caller''s preference silences verbose' {
+            $records = & {
+                $VerbosePreference = 'SilentlyContinue'
+                Start-TaskGroup {
+                    Write-Verbose 'body asked' -Verbose
+                    Write-Verbose 'body not asked'
+                    $null = Start-AsyncTask { Write-Verbose 'child asked' -Verbose; Write-Verbose 'child not asked' }
+                } 4>&1
+            }
+            @($records | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object { $_.Message }) |
+                Should -Be @('body asked', 'child asked')
+        }
+
         It 'passes -Debug to its children' {
             $records = & {
                 $DebugPreference = 'SilentlyContinue'

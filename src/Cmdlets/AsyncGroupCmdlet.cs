@@ -390,7 +390,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                     WriteWarning(message.Payload is WarningRecord w ? w.Message : message.Payload?.ToString());
                     break;
                 case StreamKind.Verbose:
-                    WriteVerbose(message.Payload is VerboseRecord v ? v.Message : message.Payload?.ToString());
+                    CallerPreferences.WriteTaskVerbose(this, () => WriteVerbose(message.Payload is VerboseRecord v ? v.Message : message.Payload?.ToString()));
                     break;
                 case StreamKind.Debug:
                     WriteDebug(message.Payload is DebugRecord d ? d.Message : message.Payload?.ToString());

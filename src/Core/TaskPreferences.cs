@@ -87,6 +87,19 @@ internal static class TaskPreferences
     internal static StreamAction FromSwitch(bool isPresent) => isPresent ? StreamAction.Continue : StreamAction.SilentlyContinue;
 
     /// <summary>
+    /// True when the cmdlet must show a verbose record a task (or a group body) wrote although the
+    /// caller's preference, <paramref name="callerPreference"/>, silences verbose: the task runs
+    /// with that same preference, so a record it wrote anyway was asked for by its own code
+    /// (<c>Write-Verbose -Verbose</c>, a command called with <c>-Verbose</c>, its own
+    /// <c>$VerbosePreference</c>), which a script shows whatever its caller's preference.
+    /// A <c>-Verbose</c> or <c>-Debug</c> given to the cmdlet (<paramref name="switchGiven"/>)
+    /// decides for its call as it is. A preference variable that names no action (unset, or not an
+    /// action) counts as PowerShell's default for verbose, SilentlyContinue.
+    /// </summary>
+    internal static bool ShowsVerboseAnyway(StreamAction? callerPreference, bool switchGiven) =>
+        !switchGiven && callerPreference is null or StreamAction.SilentlyContinue or StreamAction.Ignore;
+
+    /// <summary>
     /// The preference a task runs with for <paramref name="stream"/>: the action given to the cmdlet
     /// (<paramref name="given"/>, from the stream's action parameter or switch) when there is one,
     /// else, in a <see cref="PreferenceScope.Worker"/>, the caller's (<paramref name="inherited"/>).

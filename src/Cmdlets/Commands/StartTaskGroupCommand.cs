@@ -348,7 +348,17 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
                 DebugRecord d => (PSStreamObjectType.Debug, d.Message, "DebugPreference"),
                 _ => (PSStreamObjectType.Information, record, "InformationPreference"),
             };
-            new PSStreamObject(type, payload).WriteStreamObject(this, overrideInquire: AskedInBody(preference));
+            var streamObject = new PSStreamObject(type, payload);
+            bool overrideInquire = AskedInBody(preference);
+            void Write() => streamObject.WriteStreamObject(this, overrideInquire);
+            if (type == PSStreamObjectType.Verbose)
+            {
+                Execution.CallerPreferences.WriteTaskVerbose(this, Write); // the body's own -Verbose, as in a script
+            }
+            else
+            {
+                Write();
+            }
         },
         null);
 

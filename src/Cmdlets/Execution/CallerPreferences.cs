@@ -45,6 +45,56 @@ internal static class CallerPreferences
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="write"/>, the cmdlet's write of a verbose record a task or a group body
+    /// wrote, so that the record is shown when only the caller's preference silences verbose (see
+    /// <see cref="TaskPreferences.ShowsVerboseAnyway"/>). The cmdlet's <c>WriteVerbose</c> reads
+    /// <c>$VerbosePreference</c> from the scope that is current when it writes (PowerShell does not
+    /// cache it for a command), so the variable is set to Continue in that scope for the write alone
+    /// and put back as it was. On the pipeline thread only.
+    /// </summary>
+    internal static void WriteTaskVerbose(PSCmdlet cmdlet, Action write)
+    {
+        var bound = cmdlet.MyInvocation.BoundParameters;
+        bool switchGiven = bound.ContainsKey("Verbose") || bound.ContainsKey("Debug");
+        if (!TaskPreferences.ShowsVerboseAnyway(ToAction(cmdlet.GetVariableValue("VerbosePreference")), switchGiven))
+        {
+            write();
+            return;
+        }
+
+        PSVariableIntrinsics variables = cmdlet.SessionState.PSVariable;
+        PSVariable? own = variables.Get(LocalVerbosePreference);
+        object? before = own?.Value;
+        try
+        {
+            variables.Set(LocalVerbosePreference, ActionPreference.Continue);
+        }
+        catch (Exception)
+        {
+            write(); // a variable that cannot be set (made constant by the caller): written as it is
+            return;
+        }
+
+        try
+        {
+            write();
+        }
+        finally
+        {
+            if (own is null)
+            {
+                variables.Remove(LocalVerbosePreference);
+            }
+            else
+            {
+                own.Value = before;
+            }
+        }
+    }
+
+    private const string LocalVerbosePreference = "local:VerbosePreference";
+
     /// <summary>Every stream's preference for the call of <paramref name="cmdlet"/>, read on its pipeline thread.</summary>
     private static IEnumerable<(StreamPreference Stream, object? CallerValue, StreamAction? Decided)> Decide(PSCmdlet cmdlet, PreferenceScope scope)
     {

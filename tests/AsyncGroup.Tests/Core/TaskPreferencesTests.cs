@@ -36,6 +36,27 @@ public class TaskPreferencesTests
         Assert.Equal(StreamAction.SilentlyContinue, TaskPreferences.FromSwitch(false));
     }
 
+    [Theory]
+    [InlineData(null)]
+    [InlineData((int)StreamAction.SilentlyContinue)]
+    [InlineData((int)StreamAction.Ignore)]
+    public void A_verbose_record_a_task_wrote_is_shown_when_only_the_callers_preference_silences_verbose(int? callerValue)
+    {
+        StreamAction? caller = (StreamAction?)callerValue;
+        Assert.True(TaskPreferences.ShowsVerboseAnyway(caller, switchGiven: false));
+        Assert.False(TaskPreferences.ShowsVerboseAnyway(caller, switchGiven: true)); // -Verbose:$false decides for the call
+    }
+
+    [Theory]
+    [InlineData((int)StreamAction.Continue)]
+    [InlineData((int)StreamAction.Inquire)]
+    [InlineData((int)StreamAction.Stop)]
+    [InlineData((int)StreamAction.Break)]
+    public void A_verbose_record_is_written_under_the_callers_preference_when_it_does_not_silence_verbose(int caller)
+    {
+        Assert.False(TaskPreferences.ShowsVerboseAnyway((StreamAction)caller, switchGiven: false));
+    }
+
     [Fact]
     public void A_given_action_wins_over_the_callers()
     {
