@@ -342,6 +342,19 @@ Describe 'Streams' {
         @($records | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object Message) | Should -Be @('agAsked')
     }
 
+    It 'delivers the debug records a task asked for itself, though the caller''s preference silences debug' {
+        # PowerShell reads a command's debug preference once, at its first debug record: the
+        # second asked-for record must still be shown, and the one not asked for never arrives.
+        $records = & {
+            $DebugPreference = 'SilentlyContinue'
+            Invoke-Gather { Write-Debug 'agAsked1' -Debug; Write-Debug 'agNotAsked'; Write-Debug 'agAsked2' -Debug; 'out' } 5>&1
+            "after: $DebugPreference"
+        }
+
+        @($records | Where-Object { $_ -is [System.Management.Automation.DebugRecord] } | ForEach-Object Message) | Should -Be @('agAsked1', 'agAsked2')
+        @($records | Where-Object { $_ -isnot [System.Management.Automation.DebugRecord] }) | Should -Be @('out', 'after: SilentlyContinue')
+    }
+
     It 'delivers debug records when the caller''s $DebugPreference is Continue' {
         $records = & { $DebugPreference = 'Continue'; Invoke-Gather { Write-Debug 'task debug' } 5>&1 }
         $records | Should -BeOfType ([System.Management.Automation.DebugRecord])

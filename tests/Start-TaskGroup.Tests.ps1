@@ -323,6 +323,19 @@ Describe 'Start-TaskGroup' {
                 Should -Be @('body asked', 'child asked')
         }
 
+        It 'shows a debug record its body or a child asked for itself, though the caller''s preference silences debug' {
+            $records = & {
+                $DebugPreference = 'SilentlyContinue'
+                Start-TaskGroup {
+                    Write-Debug 'body asked' -Debug
+                    Write-Debug 'body not asked'
+                    $null = Start-AsyncTask { Write-Debug 'child asked' -Debug; Write-Debug 'child not asked' }
+                } 5>&1
+            }
+            @($records | Where-Object { $_ -is [System.Management.Automation.DebugRecord] } | ForEach-Object { $_.Message }) |
+                Should -Be @('body asked', 'child asked')
+        }
+
         It 'passes -Debug to its children' {
             $records = & {
                 $DebugPreference = 'SilentlyContinue'

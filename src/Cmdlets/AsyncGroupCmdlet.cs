@@ -390,10 +390,10 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                     WriteWarning(message.Payload is WarningRecord w ? w.Message : message.Payload?.ToString());
                     break;
                 case StreamKind.Verbose:
-                    CallerPreferences.WriteTaskVerbose(this, () => WriteVerbose(message.Payload is VerboseRecord v ? v.Message : message.Payload?.ToString()));
+                    CallerPreferences.WriteAskedForRecord(this, debug: false, () => WriteVerbose(message.Payload is VerboseRecord v ? v.Message : message.Payload?.ToString()));
                     break;
                 case StreamKind.Debug:
-                    WriteDebug(message.Payload is DebugRecord d ? d.Message : message.Payload?.ToString());
+                    CallerPreferences.WriteAskedForRecord(this, debug: true, () => WriteDebug(message.Payload is DebugRecord d ? d.Message : message.Payload?.ToString()));
                     break;
                 default:
                     WriteInformation((InformationRecord)message.Payload!);

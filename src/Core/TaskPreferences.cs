@@ -87,16 +87,18 @@ internal static class TaskPreferences
     internal static StreamAction FromSwitch(bool isPresent) => isPresent ? StreamAction.Continue : StreamAction.SilentlyContinue;
 
     /// <summary>
-    /// True when the cmdlet must show a verbose record a task (or a group body) wrote although the
-    /// caller's preference, <paramref name="callerPreference"/>, silences verbose: the task runs
-    /// with that same preference, so a record it wrote anyway was asked for by its own code
-    /// (<c>Write-Verbose -Verbose</c>, a command called with <c>-Verbose</c>, its own
-    /// <c>$VerbosePreference</c>), which a script shows whatever its caller's preference.
-    /// A <c>-Verbose</c> or <c>-Debug</c> given to the cmdlet (<paramref name="switchGiven"/>)
-    /// decides for its call as it is. A preference variable that names no action (unset, or not an
-    /// action) counts as PowerShell's default for verbose, SilentlyContinue.
+    /// True when the cmdlet must show a verbose or debug record a task (or a group body) wrote
+    /// although the caller's preference for that stream, <paramref name="callerPreference"/>,
+    /// silences it: the task runs with that same preference, so a record it wrote anyway was asked
+    /// for by its own code (<c>Write-Verbose -Verbose</c>, <c>Write-Debug -Debug</c>, a command
+    /// called with <c>-Verbose</c>, its own preference variable), which a script shows whatever its
+    /// caller's preference. A common switch given to the cmdlet that sets the stream's preference
+    /// (<paramref name="switchGiven"/>: <c>-Verbose</c> or <c>-Debug</c>) decides for its call as it
+    /// is. A preference variable that names no action (unset, or not an action) counts as
+    /// PowerShell's default for these two streams, SilentlyContinue. (Information records are
+    /// produced whatever the preference, so one that arrives says nothing of what the task asked.)
     /// </summary>
-    internal static bool ShowsVerboseAnyway(StreamAction? callerPreference, bool switchGiven) =>
+    internal static bool ShowsRecordAnyway(StreamAction? callerPreference, bool switchGiven) =>
         !switchGiven && callerPreference is null or StreamAction.SilentlyContinue or StreamAction.Ignore;
 
     /// <summary>

@@ -351,9 +351,10 @@ public sealed class StartTaskGroupCommand : ScriptCmdletBase
             var streamObject = new PSStreamObject(type, payload);
             bool overrideInquire = AskedInBody(preference);
             void Write() => streamObject.WriteStreamObject(this, overrideInquire);
-            if (type == PSStreamObjectType.Verbose)
+            if (type is PSStreamObjectType.Verbose or PSStreamObjectType.Debug)
             {
-                Execution.CallerPreferences.WriteTaskVerbose(this, Write); // the body's own -Verbose, as in a script
+                // The body's own -Verbose or -Debug, shown as in a script.
+                Execution.CallerPreferences.WriteAskedForRecord(this, debug: type == PSStreamObjectType.Debug, Write);
             }
             else
             {

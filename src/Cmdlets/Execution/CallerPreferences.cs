@@ -46,29 +46,32 @@ internal static class CallerPreferences
     }
 
     /// <summary>
-    /// Runs <paramref name="write"/>, the cmdlet's write of a verbose record a task or a group body
-    /// wrote, so that the record is shown when only the caller's preference silences verbose (see
-    /// <see cref="TaskPreferences.ShowsVerboseAnyway"/>). The cmdlet's <c>WriteVerbose</c> reads
-    /// <c>$VerbosePreference</c> from the scope that is current when it writes (PowerShell does not
-    /// cache it for a command), so the variable is set to Continue in that scope for the write alone
-    /// and put back as it was. On the pipeline thread only.
+    /// Runs <paramref name="write"/>, the cmdlet's write of a verbose (<paramref name="debug"/>:
+    /// debug) record a task or a group body wrote, so that the record is shown when only the
+    /// caller's preference silences that stream (see <see cref="TaskPreferences.ShowsRecordAnyway"/>).
+    /// The cmdlet's <c>WriteVerbose</c> reads <c>$VerbosePreference</c> from the scope that is
+    /// current when it writes, and its <c>WriteDebug</c> reads <c>$DebugPreference</c> there on its
+    /// first write (then keeps it for the command), so the variable is set to Continue in that scope
+    /// for the write alone and put back as it was. On the pipeline thread only.
     /// </summary>
-    internal static void WriteTaskVerbose(PSCmdlet cmdlet, Action write)
+    internal static void WriteAskedForRecord(PSCmdlet cmdlet, bool debug, Action write)
     {
+        string variable = debug ? "DebugPreference" : "VerbosePreference";
         var bound = cmdlet.MyInvocation.BoundParameters;
-        bool switchGiven = bound.ContainsKey("Verbose") || bound.ContainsKey("Debug");
-        if (!TaskPreferences.ShowsVerboseAnyway(ToAction(cmdlet.GetVariableValue("VerbosePreference")), switchGiven))
+        bool switchGiven = bound.ContainsKey("Debug") || (!debug && bound.ContainsKey("Verbose"));
+        if (!TaskPreferences.ShowsRecordAnyway(ToAction(cmdlet.GetVariableValue(variable)), switchGiven))
         {
             write();
             return;
         }
 
+        string local = "local:" + variable;
         PSVariableIntrinsics variables = cmdlet.SessionState.PSVariable;
-        PSVariable? own = variables.Get(LocalVerbosePreference);
+        PSVariable? own = variables.Get(local);
         object? before = own?.Value;
         try
         {
-            variables.Set(LocalVerbosePreference, ActionPreference.Continue);
+            variables.Set(local, ActionPreference.Continue);
         }
         catch (Exception)
         {
@@ -84,7 +87,7 @@ internal static class CallerPreferences
         {
             if (own is null)
             {
-                variables.Remove(LocalVerbosePreference);
+                variables.Remove(local);
             }
             else
             {
@@ -92,8 +95,6 @@ internal static class CallerPreferences
             }
         }
     }
-
-    private const string LocalVerbosePreference = "local:VerbosePreference";
 
     /// <summary>Every stream's preference for the call of <paramref name="cmdlet"/>, read on its pipeline thread.</summary>
     private static IEnumerable<(StreamPreference Stream, object? CallerValue, StreamAction? Decided)> Decide(PSCmdlet cmdlet, PreferenceScope scope)

@@ -40,11 +40,11 @@ public class TaskPreferencesTests
     [InlineData(null)]
     [InlineData((int)StreamAction.SilentlyContinue)]
     [InlineData((int)StreamAction.Ignore)]
-    public void A_verbose_record_a_task_wrote_is_shown_when_only_the_callers_preference_silences_verbose(int? callerValue)
+    public void A_verbose_or_debug_record_a_task_wrote_is_shown_when_only_the_callers_preference_silences_its_stream(int? callerValue)
     {
         StreamAction? caller = (StreamAction?)callerValue;
-        Assert.True(TaskPreferences.ShowsVerboseAnyway(caller, switchGiven: false));
-        Assert.False(TaskPreferences.ShowsVerboseAnyway(caller, switchGiven: true)); // -Verbose:$false decides for the call
+        Assert.True(TaskPreferences.ShowsRecordAnyway(caller, switchGiven: false));
+        Assert.False(TaskPreferences.ShowsRecordAnyway(caller, switchGiven: true)); // -Verbose:$false (-Debug:$false) decides for the call
     }
 
     [Theory]
@@ -52,9 +52,9 @@ public class TaskPreferencesTests
     [InlineData((int)StreamAction.Inquire)]
     [InlineData((int)StreamAction.Stop)]
     [InlineData((int)StreamAction.Break)]
-    public void A_verbose_record_is_written_under_the_callers_preference_when_it_does_not_silence_verbose(int caller)
+    public void A_verbose_or_debug_record_is_written_under_the_callers_preference_when_it_does_not_silence_its_stream(int caller)
     {
-        Assert.False(TaskPreferences.ShowsVerboseAnyway((StreamAction)caller, switchGiven: false));
+        Assert.False(TaskPreferences.ShowsRecordAnyway((StreamAction)caller, switchGiven: false));
     }
 
     [Fact]
