@@ -310,30 +310,19 @@ Describe 'Start-TaskGroup' {
                 Should -Be @('body verbose', 'gather verbose')
         }
 
-        It 'shows a verbose record its body or a child asked for itself, though the caller''s preference silences verbose' {
-            $records = & {
-                $VerbosePreference = 'SilentlyContinue'
-                Start-TaskGroup {
-                    Write-Verbose 'body asked' -Verbose
-                    Write-Verbose 'body not asked'
-                    $null = Start-AsyncTask { Write-Verbose 'child asked' -Verbose; Write-Verbose 'child not asked' }
-                } 4>&1
-            }
-            @($records | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object { $_.Message }) |
-                Should -Be @('body asked', 'child asked')
-        }
+        It 'shows a <Stream> record its body or a child asked for itself, though the caller''s preference silences <Stream>' -ForEach @(
+            @{ Stream = 'verbose'; Preference = 'VerbosePreference'; Write = 'Write-Verbose'; Switch = '-Verbose'; Redirect = '4>&1'; Type = [System.Management.Automation.VerboseRecord] }
+            @{ Stream = 'debug'; Preference = 'DebugPreference'; Write = 'Write-Debug'; Switch = '-Debug'; Redirect = '5>&1'; Type = [System.Management.Automation.DebugRecord] }
+        ) {
+            $records = & ([scriptblock]::Create(
+                    "`$$Preference = 'SilentlyContinue'
+                    Start-TaskGroup {
+                        $Write 'body asked' $Switch
+                        $Write 'body not asked'
+                        `$null = Start-AsyncTask { $Write 'child asked' $Switch; $Write 'child not asked' }
+                    } $Redirect"))
 
-        It 'shows a debug record its body or a child asked for itself, though the caller''s preference silences debug' {
-            $records = & {
-                $DebugPreference = 'SilentlyContinue'
-                Start-TaskGroup {
-                    Write-Debug 'body asked' -Debug
-                    Write-Debug 'body not asked'
-                    $null = Start-AsyncTask { Write-Debug 'child asked' -Debug; Write-Debug 'child not asked' }
-                } 5>&1
-            }
-            @($records | Where-Object { $_ -is [System.Management.Automation.DebugRecord] } | ForEach-Object { $_.Message }) |
-                Should -Be @('body asked', 'child asked')
+            @($records | Where-Object { $_ -is $Type } | ForEach-Object { $_.Message }) | Should -Be @('body asked', 'child asked')
         }
 
         It 'passes -Debug to its children' {
