@@ -151,6 +151,7 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                 return;
             }
 
+            BeforeWait();
             int tick = nextTickMilliseconds?.Invoke() ?? tickMilliseconds;
             if (!DispatchNext(onTick is null ? Timeout.Infinite : Math.Max(0, tick - (int)sinceTick.ElapsedMilliseconds), onTaskDone))
             {
@@ -166,6 +167,14 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
                 onTick();
             }
         }
+    }
+
+    /// <summary>
+    /// Called on this thread before it blocks waiting for a message: whatever must be able to wake
+    /// it (a message a running task is to post) is asked for here at the latest.
+    /// </summary>
+    private protected virtual void BeforeWait()
+    {
     }
 
     /// <summary>

@@ -42,6 +42,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     private ConcurrencyLimiter? _limiter;
     private ScriptBatch? _pipelineBatch;
     private AsyncTask? _halt;
+    private AsyncTask? _headToNotify; // see NotifyHead
     private AsyncTask? _firstFailure;
     private int _count;      // tasks added: the next task's position
     private int _done;
@@ -209,6 +210,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
                 }
             }
 
+            NotifyHead();
             AddTask(_pipelineBatch!, InputObject, hasInput: true);
             DrainAvailable(_onTaskDone);
             WaitForRoom(_pipelineBatch!);
@@ -236,6 +238,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         while (_gatherer is not { IsStopping: true })
         {
             bool room;
+            NotifyHead();
             try
             {
                 room = batch.WaitForRoom(_queueBound / 2, RoomWaitMilliseconds, PipelineStopToken);
@@ -397,9 +400,13 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         Track(task);
         Own(task);
         task.AttachSink(Sink);
-        if (AsCompleted || task.Index == _order.NextIndex)
+        if (AsCompleted)
         {
             task.RequestOutputNotices(); // its output streams (see OnTaskOutput)
+        }
+        else if (task.Index == _order.NextIndex)
+        {
+            _headToNotify = task; // it streams too, once it has run a while (see NotifyHead)
         }
 
         task.Bind(Gatherer.AddHandOff(AsyncTask.HandOffWork, tag: task));
@@ -474,16 +481,39 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
             moved = true;
         }
 
-        // The new head of the order may already have written something: it streams from now on.
-        // Its output is written through the queue, after the stream records it posted before
-        // writing it (written here at once, it overtook its own queued verbose and warning records).
-        // A head that did not change was told already: its own output posts its notices. A head
-        // that is done needs no notice: its completion, queued behind its records, writes it all.
-        if (moved && _unwritten.Count > 0 && !_unwritten.Peek().IsDone)
+        // The new head of the order streams from now on (see NotifyHead).
+        if (moved && _unwritten.Count > 0)
         {
-            _unwritten.Peek().PostOutputNotice(Sink);
+            _headToNotify = _unwritten.Peek();
         }
     }
+
+    /// <summary>
+    /// Makes the head of the input order stream its output, once it has had time to write some:
+    /// the next time this thread can write (the next input) or before it waits. Most heads end
+    /// before then, and their completion writes their output: asking each new head for notices at
+    /// once cost a notice message for about every other item of a fast pipeline. What the head wrote so far
+    /// is written through the queue, after the stream records it posted before writing it (written
+    /// here at once, it overtook its own queued verbose and warning records); what it writes later
+    /// posts notices of its own. A head that is done needs none: its completion, queued behind its
+    /// records, writes it all.
+    /// </summary>
+    private void NotifyHead()
+    {
+        if (_headToNotify is not { } head)
+        {
+            return;
+        }
+
+        _headToNotify = null;
+        if (!head.IsDone && _unwritten.Count > 0 && ReferenceEquals(_unwritten.Peek(), head))
+        {
+            head.PostOutputNotice(Sink);
+        }
+    }
+
+    /// <inheritdoc />
+    private protected override void BeforeWait() => NotifyHead();
 
     /// <summary>
     /// Forgets a task whose output is written (or never will be, after a fail-fast stop): nothing
