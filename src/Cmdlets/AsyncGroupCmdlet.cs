@@ -25,14 +25,11 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
 {
     private readonly CancellationTokenSource _stop = new();
     private readonly MessageQueue<StreamMessage> _queue = new();
-    // Every task the cmdlet created and has not let go of, in creation order (ShutdownOwned cancels in
-    // that order). Finished tasks the cmdlet no longer needs are swept out now and then (ReleasedOwned).
-    private readonly List<AsyncTask> _owned = new();
-    private readonly SweepSchedule _ownedSweeps = new();
     private readonly List<ScriptBatch> _batches = new();
     private readonly QueueSink _sink;
     private readonly Action<WorkTask> _postDone; // one delegate per cmdlet, not one per task
     private bool _disposed;
+    private bool _ownedShutDown; // ShutdownOwned ran: the cmdlet adds no task after it
 
     /// <summary>
     /// The longest a cmdlet waits for its own tasks to end after cancelling them: the executor
@@ -72,36 +69,12 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     /// <summary>Only cancels: never blocks, never writes.</summary>
     protected override void StopProcessing() => _stop.Cancel();
 
-    /// <summary>Records a task this cmdlet created and must not leave running.</summary>
-    internal void Own(AsyncTask task)
-    {
-        lock (_owned)
-        {
-            _owned.Add(task);
-        }
-    }
-
     /// <summary>
-    /// An owned task is finished and the cmdlet needs it no more: <see cref="ShutdownOwned"/> has
-    /// nothing to do for it, so a long call need not keep it. Amortised (<see cref="SweepSchedule"/>):
-    /// finished tasks are swept out once per many releases.
+    /// The tasks this cmdlet created and must not leave running that are not known to be done yet,
+    /// in creation order (<see cref="ShutdownOwned"/> cancels them in that order). A cmdlet that
+    /// creates tasks keeps them itself until it lets go of them, done.
     /// </summary>
-    internal void ReleasedOwned()
-    {
-        if (!_ownedSweeps.Released())
-        {
-            return;
-        }
-
-        lock (_owned)
-        {
-            if (_ownedSweeps.TryBegin())
-            {
-                _owned.RemoveAll(static t => t.IsDone);
-                _ownedSweeps.Swept(_owned.Count);
-            }
-        }
-    }
+    private protected virtual IReadOnlyList<AsyncTask> OwnedTasks() => Array.Empty<AsyncTask>();
 
     /// <summary>Records a batch to complete when the cmdlet ends, so its idle workers go back to the pool.</summary>
     internal void TrackBatch(ScriptBatch batch) => _batches.Add(batch);
@@ -233,12 +206,8 @@ public abstract class AsyncGroupCmdlet : PSCmdlet, IDisposable
     /// </summary>
     internal void ShutdownOwned(bool writeWarnings = true)
     {
-        AsyncTask[] owned;
-        lock (_owned)
-        {
-            owned = _owned.ToArray();
-            _owned.Clear();
-        }
+        AsyncTask[] owned = _ownedShutDown ? Array.Empty<AsyncTask>() : OwnedTasks().Where(t => !t.IsDone).ToArray();
+        _ownedShutDown = true;
 
         CompleteBatches();
         _batches.Clear();

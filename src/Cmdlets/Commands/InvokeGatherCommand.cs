@@ -398,7 +398,6 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         };
         task.SetParent(Worker.OnThisThread?.Current); // a gather inside a task: part of that task's tree
         Track(task);
-        Own(task);
         task.AttachSink(Sink);
         if (AsCompleted)
         {
@@ -519,14 +518,11 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     /// Forgets a task whose output is written (or never will be, after a fail-fast stop): nothing
     /// the call still does needs it, and whoever holds the AsyncTask still has all of it.
     /// </summary>
-    private void LetGo(AsyncTask task)
-    {
-        _live.Remove(task);
-        if (ParameterSetName != TaskSet)
-        {
-            ReleasedOwned();
-        }
-    }
+    private void LetGo(AsyncTask task) => _live.Remove(task);
+
+    /// <summary>The tasks this call created and has not let go of (none with -Task: those it does not own).</summary>
+    private protected override IReadOnlyList<AsyncTask> OwnedTasks() =>
+        ParameterSetName == TaskSet ? Array.Empty<AsyncTask>() : _live.OrderBy(e => e.Value.Position).Select(e => e.Key).ToList();
 
     /// <summary>Counts a cancelled task for <see cref="ReportUnfinished"/>, keeping the ten smallest positions.</summary>
     private void CountCancelled(AsyncTask task, int position)
