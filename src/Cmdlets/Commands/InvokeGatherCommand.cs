@@ -491,11 +491,11 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     /// Makes the head of the input order stream its output, once it has had time to write some:
     /// the next time this thread can write (the next input) or before it waits. Most heads end
     /// before then, and their completion writes their output: asking each new head for notices at
-    /// once cost a notice message for about every other item of a fast pipeline. What the head wrote so far
-    /// is written through the queue, after the stream records it posted before writing it (written
-    /// here at once, it overtook its own queued verbose and warning records); what it writes later
-    /// posts notices of its own. A head that is done needs none: its completion, queued behind its
-    /// records, writes it all.
+    /// once cost a notice message for about every other item of a fast pipeline. What the head
+    /// wrote so far is written through the queue, after the stream records it posted before
+    /// writing it (written here at once, it overtook its own queued verbose and warning records);
+    /// what it writes later posts notices of its own. A head that is done needs none: its
+    /// completion, queued behind its records, writes it all.
     /// </summary>
     private void NotifyHead()
     {
