@@ -707,6 +707,22 @@ foreach ($timeout in 0.05, 0.1, 0.2, 0.3) {
             ($out -join ',') | Should -Be ($expected -join ',')
         }
 
+        It 'streams the output of the item at the head of the order while it still runs' {
+            $s = New-SyncHashtable
+            # Item 1 writes, then waits (10 s at most) until the command downstream has its object.
+            $out = 1..2 | Invoke-Gather -ThrottleLimit 2 {
+                $s = $using:s
+                if ($_ -eq 1) {
+                    'early'
+                    foreach ($i in 1..500) { if ($s.Seen) { break }; Start-Sleep -Milliseconds 20 }
+                    "seen before the end: $([bool]$s.Seen)"
+                }
+                else { $_ }
+            } | ForEach-Object { if ($_ -eq 'early') { $s.Seen = $true }; $_ }
+
+            $out | Should -Be @('early', 'seen before the end: True', 2)
+        }
+
         It 'writes every output exactly once with -AsCompleted' {
             $out = 1..3000 | Invoke-Gather -AsCompleted -ThrottleLimit 3 { $_; $_ + 0.5 }
 
