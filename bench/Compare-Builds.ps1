@@ -43,6 +43,7 @@ param(
 
 $ErrorActionPreference = 'Stop'
 $repo = (Resolve-Path (Join-Path $PSScriptRoot '..')).Path
+. (Join-Path $repo 'build/PowerShellCommand.ps1') # Get-PowerShellCommand: how to start a child of this PowerShell
 $work = Join-Path ([IO.Path]::GetTempPath()) "asyncgroup-compare-$PID"
 New-Item -ItemType Directory -Path $work -Force | Out-Null
 
@@ -110,12 +111,12 @@ $measure = {
 try {
     $dllA = Build-Variant $Base 'A'
     $dllB = Build-Variant $Head 'B'
-    $pwsh = [Diagnostics.Process]::GetCurrentProcess().MainModule.FileName
-    [string[]] $prefix = if ([IO.Path]::GetFileNameWithoutExtension($pwsh) -eq 'dotnet') { @((Join-Path $PSHOME 'pwsh.dll')) } else { @() }
+    $pwsh = Get-PowerShellCommand
     $script = Join-Path $work 'measure.ps1'
     Set-Content -Path $script -Value $measure.ToString()
     $results = foreach ($count in $Items) {
-        $json = & $pwsh @prefix -NoProfile -File $script -DllA $dllA -DllB $dllB -Count $count -Rounds $Rounds -Throttle $ThrottleLimit
+        $arguments = @($pwsh.Arguments) + @('-NoProfile', '-File', $script, '-DllA', $dllA, '-DllB', $dllB, '-Count', $count, '-Rounds', $Rounds, '-Throttle', $ThrottleLimit)
+        $json = & $pwsh.FilePath @arguments
         if ($LASTEXITCODE -ne 0) { throw "The measuring process failed for $count items." }
         $json | Select-Object -Last 1 | ConvertFrom-Json
     }
