@@ -42,7 +42,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     private ConcurrencyLimiter? _limiter;
     private ScriptBatch? _pipelineBatch;
     private AsyncTask? _halt;
-    private AsyncTask? _headToNotify; // see NotifyHead
+    private bool _headMoved; // the head of the order changed since NotifyHead last looked
     private AsyncTask? _firstFailure;
     private int _count;      // tasks added: the next task's position
     private int _done;
@@ -405,7 +405,7 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         }
         else if (task.Index == _order.NextIndex)
         {
-            _headToNotify = task; // it streams too, once it has run a while (see NotifyHead)
+            _headMoved = true; // it is the head: it streams too, once it has run a while (see NotifyHead)
         }
 
         task.Bind(Gatherer.AddHandOff(AsyncTask.HandOffWork, tag: task));
@@ -481,9 +481,9 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
         }
 
         // The new head of the order streams from now on (see NotifyHead).
-        if (moved && _unwritten.Count > 0)
+        if (moved)
         {
-            _headToNotify = _unwritten.Peek();
+            _headMoved = true;
         }
     }
 
@@ -499,13 +499,13 @@ public sealed class InvokeGatherCommand : ScriptCmdletBase
     /// </summary>
     private void NotifyHead()
     {
-        if (_headToNotify is not { } head)
+        if (!_headMoved)
         {
             return;
         }
 
-        _headToNotify = null;
-        if (!head.IsDone && _unwritten.Count > 0 && ReferenceEquals(_unwritten.Peek(), head))
+        _headMoved = false;
+        if (_unwritten.Count > 0 && _unwritten.Peek() is { IsDone: false } head)
         {
             head.PostOutputNotice(Sink);
         }
