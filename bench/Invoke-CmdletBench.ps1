@@ -81,6 +81,8 @@ if ($Quick) { $Runs = 1; $ScaleRuns = 1 }
 
 # Items a sample of a cheap warm case covers (see section 3).
 $SampleItems = 20000
+# Runs of the two cheap warm variants (sequential and Invoke-Gather), at least: see section 3.
+$PairedRuns = 15
 
 if (-not $ModulePath) {
     $ModulePath = if ($env:ASYNCGROUP_MODULE_PATH) { $env:ASYNCGROUP_MODULE_PATH } else { Join-Path $PSScriptRoot '../out/AsyncGroup' }
@@ -153,6 +155,37 @@ function Get-Median([double[]] $Values) {
     if ($n % 2) { $sorted[($n - 1) / 2] } else { ($sorted[$n / 2 - 1] + $sorted[$n / 2]) / 2 }
 }
 
+# The value below which a share $Q of the values lie (linear between the two nearest).
+function Get-Quantile([double[]] $Values, [double] $Q) {
+    $sorted = @($Values | Sort-Object)
+    $at = $Q * ($sorted.Count - 1)
+    $low = [Math]::Floor($at)
+    $high = [Math]::Min($low + 1, $sorted.Count - 1)
+    $sorted[$low] + ($at - $low) * ($sorted[$high] - $sorted[$low])
+}
+
+# Run i of $A over run i of $B (the two were timed one after the other): median and quartiles.
+function Get-PairedRatio([double[]] $A, [double[]] $B) {
+    $ratios = [double[]] @(for ($i = 0; $i -lt [Math]::Min($A.Count, $B.Count); $i++) { $A[$i] / $B[$i] })
+    [pscustomobject]@{ Median = Get-Median $ratios; Low = Get-Quantile $ratios 0.25; High = Get-Quantile $ratios 0.75; Count = $ratios.Count }
+}
+
+# Whether PowerShell's engine assembly holds precompiled (ReadyToRun) code, as the installers
+# ship it, or IL only, as the .NET tool package does: an IL-only engine compiles its own code in
+# every fresh process, which the cold cases pay (bench/New-PrecompiledPowerShell.ps1 makes a
+# precompiled copy to compare with).
+function Get-PowerShellCodeKind {
+    try {
+        $stream = [IO.File]::OpenRead([psobject].Assembly.Location)
+        try {
+            $header = [System.Reflection.PortableExecutable.PEReader]::new($stream).PEHeaders.CorHeader
+            if ($header.ManagedNativeHeaderDirectory.Size -gt 0) { 'precompiled (ReadyToRun)' } else { 'IL only (compiled as it first runs)' }
+        }
+        finally { $stream.Dispose() }
+    }
+    catch { 'of unknown form' }
+}
+
 # The id the next runspace will get: every runspace created in the process takes the next one.
 function Get-NextRunspaceId {
     $probe = [runspacefactory]::CreateRunspace()
@@ -199,15 +232,16 @@ function Wait-JitSteady([hashtable] $Blocks, [string] $What) {
 }
 
 <#
-  Times the blocks in this process, interleaved (A, B, A, B, ...), $Runs times each after a full
-  collection. $Repeat: per block, the calls one run of it makes. Returns, per block, the median
-  ms per call and the runspaces one call created (the last run's).
+  Times the blocks in this process, interleaved (A, B, A, B, ...), $RunCount times each after a
+  full collection. $Repeat: per block, the calls one run of it makes. Returns, per block, the
+  median ms per call, every run's ms per call in order (Samples: run i of one block is paired
+  with run i of another) and the runspaces one call created (the last run's).
 #>
-function Measure-Interleaved([hashtable] $Blocks, [hashtable] $Repeat) {
+function Measure-Interleaved([hashtable] $Blocks, [hashtable] $Repeat, [int] $RunCount = $Runs) {
     $times = @{}
     $created = @{}
     foreach ($k in $Blocks.Keys) { $times[$k] = New-Object -TypeName System.Collections.Generic.List[double] }
-    foreach ($run in 1..$Runs) {
+    foreach ($run in 1..$RunCount) {
         foreach ($k in @($Blocks.Keys | Sort-Object)) {
             [GC]::Collect()
             [GC]::WaitForPendingFinalizers()
@@ -221,7 +255,7 @@ function Measure-Interleaved([hashtable] $Blocks, [hashtable] $Repeat) {
     }
     $result = @{}
     foreach ($k in $Blocks.Keys) {
-        $result[$k] = [pscustomobject]@{ Ms = Get-Median $times[$k].ToArray(); Runspaces = [math]::Round($created[$k] / $Repeat[$k], 1) }
+        $result[$k] = [pscustomobject]@{ Ms = Get-Median $times[$k].ToArray(); Samples = $times[$k].ToArray(); Runspaces = [math]::Round($created[$k] / $Repeat[$k], 1) }
     }
     $result
 }
@@ -231,7 +265,7 @@ function Measure-Interleaved([hashtable] $Blocks, [hashtable] $Repeat) {
   runspaces one timed call created (the last run's). $Repeat calls make one timed run;
   -Steady: the JIT is brought to its steady state first (Wait-JitSteady).
 #>
-function Measure-Warm([string[]] $Variants, [string] $Work, [int] $Count, [int] $Throttle, [int] $Repeat = 1, [switch] $Steady) {
+function Measure-Warm([string[]] $Variants, [string] $Work, [int] $Count, [int] $Throttle, [int] $Repeat = 1, [switch] $Steady, [int] $RunCount = $Runs) {
     $blocks = @{}
     $repeats = @{}
     $result = [ordered]@{}
@@ -246,7 +280,7 @@ function Measure-Warm([string[]] $Variants, [string] $Work, [int] $Count, [int] 
     if ($Steady -and $blocks.Count -gt 0) {
         Wait-JitSteady $blocks "$($Count.ToString('N0', $Invariant)) $Work items ($(@($blocks.Keys | Sort-Object | ForEach-Object { $VariantLabels[$_] }) -join ', '))"
     }
-    $timed = Measure-Interleaved $blocks $repeats
+    $timed = Measure-Interleaved $blocks $repeats -RunCount $RunCount
     foreach ($v in $timed.Keys) { $result[$v] = $timed[$v] }
     $result
 }
@@ -448,10 +482,10 @@ $module = Get-Module -Name AsyncGroup
 $script:Markdown.Add('## Results')
 $script:Markdown.Add('')
 $script:Markdown.Add("- date: $((Get-Date).ToUniversalTime().ToString('yyyy-MM-dd HH:mm', $Invariant)) UTC; load average at the start: $(Get-Load)")
-$script:Markdown.Add("- PowerShell $($PSVersionTable.PSVersion) ($($PSVersionTable.PSEdition)) on $os; $([Environment]::ProcessorCount) processors")
+$script:Markdown.Add("- PowerShell $($PSVersionTable.PSVersion) ($($PSVersionTable.PSEdition)) on $os; $([Environment]::ProcessorCount) processors; PowerShell's own code $(Get-PowerShellCodeKind)")
 $script:Markdown.Add("- AsyncGroup $($module.Version) from ``$($module.ModuleBase)``$(if ($Pspp) { "; PSParallelPipeline $((Get-Module PSParallelPipeline).Version)" })")
 $script:Markdown.Add("- median of $Runs run(s) (scale cases: $ScaleRuns), variants interleaved; trivial item = ``{ `$_ * 2 }``; ""runspaces"" = runspaces the call created")
-$script:Markdown.Add("- warm trivial items: each sample of sequential ``ForEach-Object`` and of ``Invoke-Gather`` times enough calls in a row to cover $SampleItems items (the time per call is their mean)")
+$script:Markdown.Add("- warm trivial items: each sample of sequential ``ForEach-Object`` and of ``Invoke-Gather`` times enough calls in a row to cover $SampleItems items (the time per call is their mean); the two run $([Math]::Max($Runs, $PairedRuns)) times; their ratio is that of their medians (section 3 also gives the ratios run by run: run i of one over run i of the other, timed one after the other)")
 Write-Output ($script:Markdown -join [Environment]::NewLine)
 
 # --- 1. cold: the first call in a fresh process --------------------------------------------
@@ -505,15 +539,23 @@ foreach ($n in 2000, 10000) {
     # shared machine: its median of 5 single calls moved from 2.3 to 4.2 us per item between
     # runs, and the 3x verdict with it. The two cheap variants time $SampleItems items per sample
     # (several calls in a row); the slow peers, a call per sample as before.
-    $r = Measure-Warm @('sequential', 'AsyncGroup') 'trivial' $n 4 -Repeat ([Math]::Max(1, [int]($SampleItems / $n))) -Steady
+    # The two cheap variants run at least $PairedRuns times. Over five runs, the ratio of their
+    # medians moved by up to a third between bench runs (2.37x-3.15x on one build), while the
+    # ratios of single runs spread over 2.4x-3.0x (quartiles, one clean process): five samples
+    # could not place the medians within that spread. The verdict is still the ratio of the two
+    # medians; the table also gives the ratios run by run (run i of each is timed one after the
+    # other), their median and quartiles, to show the spread.
+    $r = Measure-Warm @('sequential', 'AsyncGroup') 'trivial' $n 4 -Repeat ([Math]::Max(1, [int]($SampleItems / $n))) -Steady -RunCount ([Math]::Max($Runs, $PairedRuns))
     $slow = Measure-Warm @($variants | Where-Object { $_ -notin 'sequential', 'AsyncGroup' }) 'trivial' $n 4
     foreach ($v in $slow.Keys) { $r[$v] = $slow[$v] }
     $seq = $r['sequential']
     $ag = $r['AsyncGroup']
+    $paired = $null
+    if ($seq -isnot [string] -and $ag -isnot [string]) { $paired = Get-PairedRatio $ag.Samples $seq.Samples }
     foreach ($v in $variants) {
         $ratio = ''
         if ($r[$v] -isnot [string] -and $seq -isnot [string] -and $ag -isnot [string]) {
-            $ratio = if ($v -eq 'AsyncGroup') { (Format-Ratio ($ag.Ms / $seq.Ms)) + ' sequential' }
+            $ratio = if ($v -eq 'AsyncGroup') { "$(Format-Ratio ($ag.Ms / $seq.Ms)) sequential (run by run: median $(Format-Ratio $paired.Median), quartiles $(Format-Ratio $paired.Low)-$(Format-Ratio $paired.High))" }
             elseif ($v -ne 'sequential') { (Format-Ratio ($r[$v].Ms / $ag.Ms)) + ' Invoke-Gather' } else { '1' }
         }
         $rows += , @($n.ToString('N0', $Invariant), $VariantLabels[$v],
@@ -522,7 +564,7 @@ foreach ($n in 2000, 10000) {
             (Format-Cell $r[$v] { param($x) "$($x.Runspaces)" }), $ratio)
     }
     if ($seq -isnot [string] -and $ag -isnot [string]) {
-        Add-Verdict "warm $($n.ToString('N0', $Invariant)) trivial items $Le 3$Times sequential" "$(Format-PerItem $ag.Ms $n) vs $(Format-PerItem $seq.Ms $n) ($(Format-Ratio ($ag.Ms / $seq.Ms)))" ($ag.Ms -le 3 * $seq.Ms)
+        Add-Verdict "warm $($n.ToString('N0', $Invariant)) trivial items $Le 3$Times sequential" "$(Format-PerItem $ag.Ms $n) vs $(Format-PerItem $seq.Ms $n) ($(Format-Ratio ($ag.Ms / $seq.Ms)); medians of $($paired.Count) runs each)" ($ag.Ms -le 3 * $seq.Ms)
         foreach ($peer in @(@('Parallel', 20), @('PSParallelPipeline', 5))) {
             $p = $r[$peer[0]]
             if ($null -ne $p -and $p -isnot [string]) {
