@@ -1,4 +1,5 @@
 #Requires -Version 5.1
+
 <#
 .SYNOPSIS
     Builds, tests, documents, packages and benchmarks the AsyncGroup module.

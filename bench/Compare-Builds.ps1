@@ -1,4 +1,5 @@
 #requires -Version 7.0
+
 <#
 .SYNOPSIS
     Compares the warm per-item cost of two builds of AsyncGroup in one process, paired round by round.

@@ -1,4 +1,5 @@
 #Requires -Version 5.1
+
 <#
 .SYNOPSIS
     Times AsyncGroup's cmdlets against sequential ForEach-Object, ForEach-Object -Parallel,

@@ -1,4 +1,5 @@
 #Requires -Version 7.0
+
 <#
 .SYNOPSIS
     Times Invoke-Gather -Session against Invoke-Command -Session: 200 short remote items over 4

@@ -1,4 +1,5 @@
 #requires -Version 7.0
+
 <#
 .SYNOPSIS
     Makes a copy of this PowerShell whose own assemblies are precompiled (ReadyToRun), to time the

@@ -1,4 +1,5 @@
 #Requires -Version 5.1
+
 <#
 .SYNOPSIS
     Converts an about_*.md page of docs/help into the plain-text about_*.help.txt that Get-Help shows.

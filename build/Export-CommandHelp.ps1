@@ -1,4 +1,5 @@
 #Requires -Version 5.1
+
 <#
 .SYNOPSIS
     Turns the cmdlet pages in docs/help into the MAML file Get-Help reads (AsyncGroup.dll-Help.xml).

@@ -1,4 +1,5 @@
 #Requires -Version 5.1
+
 <#
 .SYNOPSIS
     Sums the test results in a folder — xunit's TRX files and Pester's NUnit 3 XML — and prints a

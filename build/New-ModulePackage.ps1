@@ -1,4 +1,5 @@
 #Requires -Version 5.1
+
 <#
 .SYNOPSIS
     Packs a staged module folder into <Name>.<Version>.nupkg, the package the PowerShell Gallery
