@@ -99,6 +99,7 @@ if ($PSParallelPipelinePath) {
 }
 
 . (Join-Path $PSScriptRoot '../build/PowerShellCommand.ps1')
+. (Join-Path $PSScriptRoot 'AssemblyCodeKind.ps1')
 $ChildPowerShell = Get-PowerShellCommand
 $IsPwsh7 = $PSVersionTable.PSVersion.Major -ge 7
 $HasThreadJob = [bool] (Get-Command -Name Start-ThreadJob -ErrorAction Ignore)
@@ -176,15 +177,11 @@ function Get-PairedRatio([double[]] $A, [double[]] $B) {
 # every fresh process, which the cold cases pay (bench/New-PrecompiledPowerShell.ps1 makes a
 # precompiled copy to compare with).
 function Get-PowerShellCodeKind {
-    try {
-        $stream = [IO.File]::OpenRead([psobject].Assembly.Location)
-        try {
-            $header = [System.Reflection.PortableExecutable.PEReader]::new($stream).PEHeaders.CorHeader
-            if ($header.ManagedNativeHeaderDirectory.Size -gt 0) { 'precompiled (ReadyToRun)' } else { 'IL only (compiled as it first runs)' }
-        }
-        finally { $stream.Dispose() }
+    switch (Get-AssemblyCodeKind ([psobject].Assembly.Location)) {
+        'ReadyToRun' { 'precompiled (ReadyToRun)' }
+        'IL' { 'IL only (compiled as it first runs)' }
+        default { 'of unknown form' }
     }
-    catch { 'of unknown form' }
 }
 
 # The id the next runspace will get: every runspace created in the process takes the next one.

@@ -32,6 +32,7 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
+. (Join-Path $PSScriptRoot 'AssemblyCodeKind.ps1')
 
 if (Test-Path -LiteralPath $Destination) {
     throw "'$Destination' exists already: give a folder to create."
@@ -71,29 +72,13 @@ if (-not (Test-Path -LiteralPath $crossgen)) {
     throw "crossgen2 is not where its package puts it: '$crossgen'."
 }
 
-# True for an assembly with IL and no precompiled code (what crossgen2 can add to).
-function Test-ILOnly([string] $Path) {
-    $stream = [IO.File]::OpenRead($Path)
-    try {
-        $headers = [System.Reflection.PortableExecutable.PEReader]::new($stream).PEHeaders
-        $null -ne $headers.CorHeader -and $headers.CorHeader.ManagedNativeHeaderDirectory.Size -eq 0 -and
-            $headers.CorHeader.MetadataDirectory.Size -gt 0
-    }
-    catch {
-        $false # not a PE file
-    }
-    finally {
-        $stream.Dispose()
-    }
-}
-
 Copy-Item -LiteralPath $PSHOME -Destination $Destination -Recurse
 $responseFile = Join-Path ([IO.Path]::GetTempPath()) "crossgen2-$PID.rsp"
 $compiled = 0
 $skipped = [System.Collections.Generic.List[string]]::new()
 foreach ($file in Get-ChildItem -LiteralPath $PSHOME -Filter *.dll -File) {
-    if (-not (Test-ILOnly $file.FullName)) {
-        continue
+    if ((Get-AssemblyCodeKind $file.FullName) -ne 'IL') {
+        continue # precompiled already, or not a .NET assembly: crossgen2 has nothing to add
     }
 
     # The arguments go in a response file: on Unix, PowerShell expands a '*' in an argument to a
